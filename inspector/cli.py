@@ -1,0 +1,105 @@
+"""Command line: `inspector validate | run | demo` (more verbs arrive with their stages)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from inspector.validation import InvalidFile, load_yaml
+
+
+def _is_recipe(path: Path) -> bool:
+    if path.is_dir() or path.name == "recipe.yaml":
+        return True
+    try:
+        data, _ = load_yaml(path)
+    except InvalidFile:
+        return False
+    return isinstance(data, dict) and "classes" in data and "cameras" not in data
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from inspector.config import load_config
+    from inspector.recipe import load_recipe
+
+    bad = 0
+    for path in args.files:
+        path = Path(path)
+        kind = "recipe" if _is_recipe(path) else "config"
+        try:
+            if not path.exists():
+                raise InvalidFile(path, [f"{path}: file not found"])
+            load_recipe(path) if kind == "recipe" else load_config(path)
+        except InvalidFile as exc:
+            bad += 1
+            print(f"{path}: invalid {kind}, {len(exc.errors)} error(s):", file=sys.stderr)
+            for e in exc.errors:
+                print(f"  {e}", file=sys.stderr)
+        else:
+            print(f"{path}: valid {kind}")
+    return 1 if bad else 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from inspector.config import load_config
+    from inspector.service import Service
+
+    try:
+        cfg = load_config(Path(args.config))
+    except InvalidFile as exc:
+        print(f"{args.config}: invalid config:", file=sys.stderr)
+        for e in exc.errors:
+            print(f"  {e}", file=sys.stderr)
+        return 2
+    service = Service(cfg)
+    service.install_signal_handlers()
+    service.start()
+    service.run_until_stopped()
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from inspector.demo import run_demo
+
+    return run_demo(parts=args.parts, out=Path(args.out), seed=args.seed,
+                    recipe=Path(args.recipe) if args.recipe else None, rate_hz=args.rate,
+                    width=args.size, height=args.size)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="inspector", description=__doc__)
+    p.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    v = sub.add_parser("validate", help="check station configs and recipes; every error shown")
+    v.add_argument("files", nargs="+", help="config .yaml, recipe folder or recipe.yaml")
+    v.set_defaults(func=cmd_validate)
+
+    r = sub.add_parser("run", help="run the inspection service")
+    r.add_argument("--config", required=True, help="station config YAML")
+    r.set_defaults(func=cmd_run)
+
+    d = sub.add_parser("demo", help="inspect synthetic parts with the demo recipe")
+    d.add_argument("--parts", type=int, default=200, help="number of parts (default 200)")
+    d.add_argument("--out", default="demo-out", help="output folder (results, NG overlays)")
+    d.add_argument("--seed", type=int, default=1000, help="synthetic part seed")
+    d.add_argument("--recipe", default=None, help="recipe folder (default: recipes/demo)")
+    d.add_argument("--rate", type=float, default=None, help="parts/s (default: flat out)")
+    d.add_argument("--size", type=int, default=512, help="frame width and height in pixels")
+    d.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=getattr(logging, str(args.log_level).upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,115 @@
+"""Station configuration: one YAML file per inspection station, validated with pydantic.
+
+Unknown keys are errors (StrictModel), every error names file, line and field
+(inspector.validation). Relative paths are resolved against the config file's folder,
+so a development tree can live in one folder given on the command line.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, ValidationInfo, field_validator, model_validator
+
+from inspector.sources.base import StrictModel
+from inspector.sources.settings import SourceConfig
+from inspector.validation import require_unique, validate_file
+
+TopicLevel = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+
+
+class StationIdentity(StrictModel):
+    site: TopicLevel
+    line: TopicLevel
+    station: TopicLevel
+
+
+class CameraConfig(StrictModel):
+    name: TopicLevel
+    enabled: bool = True
+    source: SourceConfig
+
+
+class StorageConfig(StrictModel):
+    """Where state lives; defaults follow the design card, overridable for development."""
+
+    state_dir: Path = Path("/var/lib/inspector")
+    results_jsonl: Path | None = Path("results.jsonl")  # relative to state_dir; None: off
+    overlays_dir: Path | None = Path("overlays")  # NG overlay images; None: off
+
+    def resolve(self, p: Path | None) -> Path | None:
+        return None if p is None else (p if p.is_absolute() else self.state_dir / p)
+
+
+class QueueConfig(StrictModel):
+    """Bounded queues between stages: a full queue drops its oldest frame, counted."""
+
+    frames: Annotated[int, Field(ge=1, le=256)] = 4  # acquisition -> inference
+    results: Annotated[int, Field(ge=1, le=4096)] = 64  # inference -> sinks (never dropped)
+    pool_spare: Annotated[int, Field(ge=2, le=64)] = 2  # extra frame buffers beyond depth
+
+
+class StationConfig(StrictModel):
+    station: StationIdentity
+    cameras: Annotated[list[CameraConfig], Field(min_length=1)]
+    recipe: Path  # active recipe folder (or its recipe.yaml)
+    recipes_dir: Path | None = None  # where `cmd/recipe` looks up recipe ids; default: parent
+    mqtt: dict | None = None  # validated by inspector.mqtt.settings.MqttConfig when present
+    storage: StorageConfig = Field(default_factory=StorageConfig)
+    queues: QueueConfig = Field(default_factory=QueueConfig)
+    console: bool = True  # one-line summary per part on stdout
+
+    @field_validator("cameras")
+    @classmethod
+    def _unique_cameras(cls, v: list[CameraConfig]) -> list[CameraConfig]:
+        require_unique([c.name for c in v], "camera names")
+        return v
+
+    @model_validator(mode="after")
+    def _resolve_paths(self, info: ValidationInfo) -> StationConfig:
+        file = (info.context or {}).get("file")
+        base = Path(file).parent if file else Path.cwd()
+
+        def rel(p: Path) -> Path:
+            return p if p.is_absolute() else (base / p)
+
+        self.recipe = rel(self.recipe)
+        if not self.recipe.exists():
+            raise ValueError(f"recipe: not found: {self.recipe}")
+        self.recipes_dir = rel(self.recipes_dir) if self.recipes_dir else self.recipe.parent
+        self.storage.state_dir = rel(self.storage.state_dir)
+        for cam in self.cameras:
+            src = cam.source
+            if src.kind == "replay":
+                src.path = rel(src.path)
+                if not src.path.exists():
+                    raise ValueError(f"cameras[{cam.name}].source.path: not found: {src.path}")
+            if src.kind == "genicam" and src.cti is not None:
+                src.cti = rel(src.cti)
+        return self
+
+
+def load_config(path: Path) -> StationConfig:
+    """Validate a station config file; raises inspector.validation.InvalidFile."""
+    cfg = validate_file(Path(path), StationConfig)
+    if cfg.mqtt is not None:
+        _validate_mqtt(Path(path), cfg)
+    return cfg
+
+
+def _validate_mqtt(path: Path, cfg: StationConfig) -> None:
+    """The mqtt section has its own model (inspector.mqtt.settings); errors keep file:line."""
+    from pydantic import ValidationError
+
+    from inspector.validation import InvalidFile, format_errors, load_yaml
+
+    try:
+        from inspector.mqtt.settings import MqttConfig
+    except ImportError:  # pragma: no cover - MQTT package absent
+        return
+    try:
+        cfg.mqtt = MqttConfig.model_validate(cfg.mqtt, context={"file": path})
+    except ValidationError as exc:
+        _, node = load_yaml(path)
+        raise InvalidFile(path, format_errors(path, exc, node, prefix=("mqtt",))) from exc

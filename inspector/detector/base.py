@@ -1,0 +1,60 @@
+"""The narrow interface the pipeline knows of a detector.
+
+`enroll` turns a recipe's prompt bank and good-part images into whatever the detector
+needs (prototypes, a normal bank); `detect` maps one preprocessed image to detections.
+Backends (classical texture features now; ONNX Runtime / TensorRT later) implement it.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+
+
+@dataclass
+class Detection:
+    """One defect found in a frame, in pixel coordinates of the image given to detect()."""
+
+    cls: str  # class name from the recipe, or "unknown"
+    score: float  # 0..1, comparable with the recipe's per-class threshold
+    bbox: tuple[float, float, float, float]  # x, y, w, h
+    mask: np.ndarray | None = None  # bool, shape (h, w) of the bbox (rounded), or None
+    area_px: float = 0.0
+    prompt_id: str | None = None  # the prompt example that explains it best
+    unknown: bool = False  # True when no prompt class explains it
+
+
+@dataclass
+class PromptExample:
+    """One reference defect from the recipe's prompt bank."""
+
+    prompt_id: str
+    cls: str
+    image: np.ndarray  # full reference image (mono uint8)
+    bbox: tuple[float, float, float, float]
+    mask: np.ndarray | None = None  # bool, full image size
+
+
+class Detector(ABC):
+    kind: ClassVar[str]
+
+    @abstractmethod
+    def enroll(
+        self,
+        prompts: list[PromptExample],
+        normals: list[np.ndarray],
+        progress: bool = False,
+    ) -> None:
+        """Build class prototypes from `prompts` and the good-part bank from `normals`."""
+
+    @abstractmethod
+    def detect(self, image: np.ndarray) -> list[Detection]:
+        """Find defects in one mono uint8 image."""
+
+    @property
+    def model_sha256(self) -> str:
+        """Identifies the model (weights + code version) in every result."""
+        return ""

@@ -1,0 +1,220 @@
+"""Product recipes: everything product-specific, as a folder of data.
+
+`recipes/<product>/recipe.yaml` holds identity, optics (mm per pixel, ROI), the defect
+classes with their decision rules, the unknown-defect rule, and where the prompt bank
+(`prompts/`, COCO-style) and the good parts (`normal/`) live. Loading validates all of it
+and computes a content hash over every file, so each result can name exactly which
+recipe judged it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import cv2
+import numpy as np
+from pydantic import Field, ValidationInfo, field_validator, model_validator
+
+from inspector.detector.base import PromptExample
+from inspector.sources.base import StrictModel
+from inspector.validation import InvalidFile, require_unique, validate_file
+
+TopicSafe = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+
+
+class DefectClass(StrictModel):
+    """Decision rule for one defect kind."""
+
+    name: TopicSafe
+    threshold: Annotated[float, Field(ge=0, le=1)] = 0.5
+    min_area_mm2: Annotated[float, Field(ge=0)] = 0.0
+    max_count: Annotated[int, Field(ge=0)] = 0  # parts with more than this many are NG
+    severity: Literal["minor", "major", "critical"] = "major"
+    plc_code: Annotated[int, Field(ge=1, le=65535)]
+
+
+class UnknownRule(StrictModel):
+    """Regions far from every good-part reference and unexplained by a prompt class."""
+
+    enabled: bool = True
+    threshold: Annotated[float, Field(ge=0, le=1)] = 0.5
+    min_area_mm2: Annotated[float, Field(ge=0)] = 0.0
+    plc_code: Annotated[int, Field(ge=1, le=65535)] = 99
+    severity: Literal["minor", "major", "critical"] = "major"
+    target_false_alarm_rate: Annotated[float, Field(gt=0, lt=1)] = 0.01
+
+
+class DetectorSettings(StrictModel):
+    kind: Literal["texture"] = "texture"
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class Recipe(StrictModel):
+    id: TopicSafe
+    rev: Annotated[int, Field(ge=1)]
+    product: str
+    mm_per_px: Annotated[float, Field(gt=0)] = 1.0
+    roi: tuple[int, int, int, int] | None = None  # x, y, w, h on the calibrated frame
+    camera_features: dict[str, Any] = Field(default_factory=dict)
+    detector: DetectorSettings = Field(default_factory=DetectorSettings)
+    classes: list[DefectClass]
+    unknown: UnknownRule = Field(default_factory=UnknownRule)
+    prompts: Path = Path("prompts/prompts.json")  # COCO-style file, relative to the folder
+    normal: Path = Path("normal")  # folder of good-part images, relative to the folder
+
+    folder: Path | None = Field(default=None, exclude=True)
+    sha256: str = Field(default="", exclude=True)
+
+    @field_validator("classes")
+    @classmethod
+    def _unique_names(cls, v: list[DefectClass]) -> list[DefectClass]:
+        names = [c.name for c in v]
+        require_unique(names, "class names")
+        if "unknown" in names:
+            raise ValueError("'unknown' is reserved for the unknown-defect rule")
+        return v
+
+    @field_validator("roi")
+    @classmethod
+    def _roi_positive(cls, v):
+        if v is not None and (v[0] < 0 or v[1] < 0 or v[2] <= 0 or v[3] <= 0):
+            raise ValueError("roi must be x, y >= 0 and w, h > 0")
+        return v
+
+    @model_validator(mode="after")
+    def _files_exist(self, info: ValidationInfo) -> Recipe:
+        file = (info.context or {}).get("file")
+        if file is None:
+            return self
+        folder = Path(file).parent
+        if not (folder / self.prompts).is_file():
+            raise ValueError(f"prompts: file not found: {folder / self.prompts}")
+        if not (folder / self.normal).is_dir():
+            raise ValueError(f"normal: folder not found: {folder / self.normal}")
+        return self
+
+    def class_rule(self, name: str) -> DefectClass | None:
+        return next((c for c in self.classes if c.name == name), None)
+
+    @property
+    def ref(self) -> dict:
+        """`{id, rev, sha256}` as published in results and on the `state` topic."""
+        return {"id": self.id, "rev": self.rev, "sha256": self.sha256}
+
+
+def recipe_file(path: Path) -> Path:
+    """Accept a recipe folder or its recipe.yaml."""
+    path = Path(path)
+    return path / "recipe.yaml" if path.is_dir() else path
+
+
+def load_recipe(path: Path) -> Recipe:
+    """Validate a recipe folder, its prompt bank and good parts; raise InvalidFile."""
+    file = recipe_file(path)
+    recipe = validate_file(file, Recipe)
+    recipe.folder = file.parent
+    errors = _check_prompt_bank(recipe)
+    if errors:
+        raise InvalidFile(file, errors)
+    recipe.sha256 = content_hash(recipe.folder)
+    return recipe
+
+
+def content_hash(folder: Path) -> str:
+    """sha256 over every file of the recipe (names and bytes), generated caches excluded."""
+    h = hashlib.sha256()
+    for p in sorted(folder.rglob("*")):
+        rel = p.relative_to(folder)
+        if p.is_file() and rel.parts[0] != "cache":
+            h.update(str(rel.as_posix()).encode() + b"\0")
+            h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+def _check_prompt_bank(recipe: Recipe) -> list[str]:
+    """Every prompt annotation must name a recipe class, a readable image and a sane box."""
+    file = recipe.folder / recipe.prompts
+    try:
+        coco = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        return [f"{file}: cannot read prompt bank: {exc}"]
+    errors = []
+    cats = {c.get("id"): c.get("name") for c in coco.get("categories", [])}
+    images = {i.get("id"): i for i in coco.get("images", [])}
+    names = {c.name for c in recipe.classes}
+    seen_ids = set()
+    for n, ann in enumerate(coco.get("annotations", [])):
+        where = f"{file}: annotations[{n}]"
+        pid = str(ann.get("prompt_id", ann.get("id")))
+        if pid in seen_ids:
+            errors.append(f"{where}.prompt_id: duplicate prompt_id {pid!r}")
+        seen_ids.add(pid)
+        cname = cats.get(ann.get("category_id"))
+        if cname is None:
+            errors.append(f"{where}.category_id: unknown category {ann.get('category_id')!r}")
+        elif cname not in names:
+            errors.append(f"{where}.category_id: class {cname!r} is not in the recipe's classes")
+        img = images.get(ann.get("image_id"))
+        if img is None:
+            errors.append(f"{where}.image_id: no image with id {ann.get('image_id')!r}")
+        elif not (file.parent / img.get("file_name", "")).is_file():
+            errors.append(f"{where}: image file not found: {file.parent / img.get('file_name')}")
+        bbox = ann.get("bbox")
+        if not (isinstance(bbox, list) and len(bbox) == 4 and bbox[2] > 0 and bbox[3] > 0):
+            errors.append(f"{where}.bbox: must be [x, y, w, h] with w, h > 0 (got {bbox!r})")
+    return errors
+
+
+def read_gray(path: Path) -> np.ndarray:
+    img = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+    if img is None:
+        raise InvalidFile(path, [f"{path}: not a readable image"])
+    return img
+
+
+def load_prompts(recipe: Recipe) -> list[PromptExample]:
+    """The prompt bank as PromptExamples (masks decoded from polygons or RLE when given)."""
+    from pycocotools import mask as mask_utils
+
+    file = recipe.folder / recipe.prompts
+    coco = json.loads(file.read_text(encoding="utf-8"))
+    cats = {c["id"]: c["name"] for c in coco["categories"]}
+    images = {i["id"]: i for i in coco["images"]}
+    cache: dict[int, np.ndarray] = {}
+    out = []
+    for ann in coco.get("annotations", []):
+        info = images[ann["image_id"]]
+        if ann["image_id"] not in cache:
+            cache[ann["image_id"]] = read_gray(file.parent / info["file_name"])
+        img = cache[ann["image_id"]]
+        h, w = img.shape[:2]
+        mask = None
+        seg = ann.get("segmentation")
+        if seg:
+            if isinstance(seg, list):
+                rles = mask_utils.frPyObjects(seg, h, w)
+                rle = mask_utils.merge(rles)
+            elif isinstance(seg.get("counts"), list):
+                rle = mask_utils.frPyObjects(seg, h, w)
+            else:
+                rle = seg
+            mask = mask_utils.decode(rle).astype(bool)
+        out.append(
+            PromptExample(
+                prompt_id=str(ann.get("prompt_id", ann["id"])),
+                cls=cats[ann["category_id"]],
+                image=img,
+                bbox=tuple(float(v) for v in ann["bbox"]),
+                mask=mask,
+            )
+        )
+    return out
+
+
+def load_normals(recipe: Recipe) -> list[np.ndarray]:
+    folder = recipe.folder / recipe.normal
+    return [read_gray(p) for p in sorted(folder.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES]

@@ -1,0 +1,163 @@
+"""Service: wire a station config into a running pipeline, and stop it cleanly.
+
+Builds the frame pool, the sources, the active recipe with its enrolled detector, and
+the result sinks; installs SIGTERM/SIGINT handlers that stop acquisition, finish the
+frames already accepted and flush every result within the stop deadline.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from inspector.config import StationConfig
+from inspector.detector import build_detector
+from inspector.frames import FramePool
+from inspector.pipeline import ActiveRecipe, Finished, Pipeline
+from inspector.recipe import load_normals, load_prompts, load_recipe, recipe_file
+from inspector.results import ResultBuilder
+from inspector.sinks.base import ResultSink
+from inspector.sinks.console import ConsoleSink
+from inspector.sinks.jsonl import JsonlSink
+from inspector.sources import build_source
+
+log = logging.getLogger(__name__)
+STOP_DEADLINE_S = 4.0  # SIGTERM to exit within 5 s, including sink flush
+
+
+def load_active(path: Path, progress: bool = False) -> ActiveRecipe:
+    """Validate a recipe and enrol its detector: only a fully ready recipe is returned."""
+    recipe = load_recipe(path)
+    detector = build_detector(recipe.detector)
+    t0 = time.monotonic()
+    detector.enroll(load_prompts(recipe), load_normals(recipe), progress=progress)
+    log.info("recipe %s rev %s enrolled in %.1f s", recipe.id, recipe.rev, time.monotonic() - t0)
+    return ActiveRecipe(recipe, detector)
+
+
+class Service:
+    def __init__(
+        self,
+        cfg: StationConfig,
+        extra_sinks: list[ResultSink] | None = None,
+        on_result: Callable[[Finished], None] | None = None,
+        progress: bool = False,
+    ) -> None:
+        self.cfg = cfg
+        self.extra_sinks = extra_sinks or []
+        self.on_result = on_result
+        self.progress = progress
+        self.stop_requested = threading.Event()
+        self.pipeline: Pipeline | None = None
+        self.sinks: list[ResultSink] = []
+        self.builder = ResultBuilder()
+
+    def start(self) -> None:
+        cfg = self.cfg
+        active = load_active(cfg.recipe, progress=self.progress)
+        cams = [c for c in cfg.cameras if c.enabled]
+        sources = [build_source(c.name, c.source) for c in cams]
+        depth = cfg.queues.frames + cfg.queues.results + 2  # queued + in flight
+        pool = FramePool(size=depth + cfg.queues.pool_spare)
+        self.sinks = self._build_sinks()
+        opened = []
+        try:
+            for src in sources:
+                src.open(pool)
+                opened.append(src)
+        except Exception:
+            for src in opened:
+                src.close()
+            raise
+        for sink in self.sinks:
+            for c in cfg.cameras:
+                sink.camera_status(c.name, "online" if c.enabled else "disabled")
+            sink.state_changed(self.state(active))
+        self.pipeline = Pipeline(
+            sources,
+            active,
+            self.sinks,
+            self.builder,
+            frame_queue=cfg.queues.frames,
+            result_queue=cfg.queues.results,
+            on_result=self.on_result,
+            overlay_dir=cfg.storage.resolve(cfg.storage.overlays_dir),
+            on_camera_status=self._camera_status,
+        )
+        self.pipeline.start()
+        log.info("inspecting with %d camera(s), recipe %s rev %s", len(sources),
+                 active.recipe.id, active.recipe.rev)
+
+    def _camera_status(self, camera: str, status: str) -> None:
+        for sink in self.sinks:
+            sink.camera_status(camera, status)
+
+    def _build_sinks(self) -> list[ResultSink]:
+        cfg = self.cfg
+        sinks: list[ResultSink] = []
+        jsonl = cfg.storage.resolve(cfg.storage.results_jsonl)
+        if jsonl is not None:
+            sinks.append(JsonlSink(jsonl))
+        if cfg.console:
+            sinks.append(ConsoleSink())
+        return sinks + self.extra_sinks
+
+    def state(self, active: ActiveRecipe) -> dict:
+        return {"recipe": active.recipe.ref, "mode": "inspecting", "since": time.time()}
+
+    def switch_recipe(self, recipe_id: str, rev: int | None = None) -> dict:
+        """Load, validate and enrol `recipe_id` from the recipes folder, then swap it in.
+
+        Raises ValueError / FileNotFoundError with the reason; the running recipe stays.
+        """
+        folder = Path(self.cfg.recipes_dir) / recipe_id
+        if not recipe_file(folder).is_file():
+            raise FileNotFoundError(f"unknown recipe {recipe_id!r} (no {recipe_file(folder)})")
+        active = load_active(folder)
+        if rev is not None and active.recipe.rev != rev:
+            raise ValueError(f"recipe {recipe_id!r} is at rev {active.recipe.rev}, not {rev}")
+        self.pipeline.swap(active)
+        for sink in self.sinks:
+            sink.state_changed(self.state(active))
+        return active.recipe.ref
+
+    def install_signal_handlers(self) -> None:
+        def handler(signum, _frame) -> None:
+            log.info("signal %s: stopping", signal.Signals(signum).name)
+            self.stop_requested.set()
+
+        signal.signal(signal.SIGTERM, handler)
+        signal.signal(signal.SIGINT, handler)
+
+    def run_until_stopped(self, tick: Callable[[], None] | None = None) -> None:
+        """Block until a signal, stop(), or every finite source has ended."""
+        while not self.stop_requested.wait(0.2):
+            if tick is not None:
+                tick()
+            if self.pipeline.finished():
+                break
+        self.stop()
+
+    def stop(self) -> None:
+        self.stop_requested.set()
+        if self.pipeline is not None:
+            self.pipeline.stop(STOP_DEADLINE_S)
+            c = self.pipeline.stats.counters
+            log.info("stopped: " + " ".join(
+                f"{k}={c.get(k, 0)}" for k in ("frames_in", "results", "ng", "dropped_queue",
+                                               "dropped_shutdown", "inspect_errors")))
+            for src in self.pipeline.sources:
+                try:
+                    src.close()
+                except Exception:
+                    log.exception("closing camera %s failed", src.name)
+        for sink in self.sinks:
+            try:
+                sink.close()
+            except Exception:
+                log.exception("closing sink %s failed", type(sink).__name__)
+        self.sinks = []

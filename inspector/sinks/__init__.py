@@ -1,0 +1,1 @@
+"""Result sinks: where finished results go (JSONL file, console, MQTT outbox)."""

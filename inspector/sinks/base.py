@@ -1,0 +1,25 @@
+"""The interface between the pipeline and everything that receives results."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+
+class ResultSink(ABC):
+    """Receives every finished result dict (schema inspector.result/1), in order.
+
+    `emit` is called from the pipeline's result thread and must not block on the
+    network: a sink that talks to a broker commits to its durable outbox and returns.
+    """
+
+    @abstractmethod
+    def emit(self, result: dict) -> None: ...
+
+    def state_changed(self, state: dict) -> None:
+        """The service's state (active recipe, mode) changed; sinks may publish it."""
+
+    def camera_status(self, camera: str, status: str) -> None:
+        """A camera went `online` / `offline` / `disabled`."""
+
+    def close(self) -> None:
+        """Flush and release; called once on shutdown, after the last emit."""

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Set up Inspector on a fresh Debian machine with Python 3.11.
+#   scripts/setup.sh          runtime: Debian packages + .venv with inspector installed
+#   scripts/setup.sh --dev    also the test tools (pytest, ruff)
+# Idempotent: re-running only installs what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+extras=""
+[[ "${1:-}" == "--dev" ]] && extras="[dev]"
+
+# Debian packages: mosquitto (the local broker of the demo and the MQTT tests).
+if ! command -v mosquitto >/dev/null && [[ ! -x /usr/sbin/mosquitto ]]; then
+    SUDO=""
+    [[ $(id -u) -ne 0 ]] && SUDO="sudo"
+    echo ">> installing Debian packages: mosquitto mosquitto-clients"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq mosquitto mosquitto-clients \
+        >/dev/null
+fi
+
+PY="${PYTHON:-python3.11}"
+command -v "$PY" >/dev/null || PY=python3
+if [[ ! -x .venv/bin/python ]]; then
+    echo ">> creating .venv with $($PY --version)"
+    "$PY" -m venv .venv
+fi
+echo ">> installing inspector${extras} into .venv"
+quiet() { grep -v "^WARNING: Location" || true; }  # this machine's pip mirror notes
+.venv/bin/python -m pip install -q --upgrade pip 2>&1 | quiet
+.venv/bin/python -m pip install -q -e ".${extras}" 2>&1 | quiet
+.venv/bin/python -c "import inspector, cv2, numba, onnxruntime, paho.mqtt" \
+    || { echo "setup failed: inspector does not import" >&2; exit 1; }
+echo ">> ready: .venv/bin/inspector --help"
