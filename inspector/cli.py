@@ -65,7 +65,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     return run_demo(parts=args.parts, out=Path(args.out), seed=args.seed,
                     recipe=Path(args.recipe) if args.recipe else None, rate_hz=args.rate,
-                    width=args.size, height=args.size)
+                    width=args.size, height=args.size, broker=args.broker)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -88,6 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--recipe", default=None, help="recipe folder (default: recipes/demo)")
     d.add_argument("--rate", type=float, default=None, help="parts/s (default: flat out)")
     d.add_argument("--size", type=int, default=512, help="frame width and height in pixels")
+    d.add_argument("--broker", default="auto",
+                   help="auto: start a local mosquitto; none; or HOST:PORT of a broker")
     d.set_defaults(func=cmd_demo)
     return p
 

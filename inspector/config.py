@@ -12,6 +12,7 @@ from typing import Annotated
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
+from inspector.mqtt.settings import MqttConfig
 from inspector.sources.base import StrictModel
 from inspector.sources.settings import SourceConfig
 from inspector.validation import require_unique, validate_file
@@ -55,7 +56,8 @@ class StationConfig(StrictModel):
     cameras: Annotated[list[CameraConfig], Field(min_length=1)]
     recipe: Path  # active recipe folder (or its recipe.yaml)
     recipes_dir: Path | None = None  # where `cmd/recipe` looks up recipe ids; default: parent
-    mqtt: dict | None = None  # validated by inspector.mqtt.settings.MqttConfig when present
+    mqtt: MqttConfig | None = None  # None: no MQTT (results go to JSONL and console only)
+    stats_interval_s: Annotated[float, Field(gt=0, le=3600)] = 10.0  # `stats` topic period
     storage: StorageConfig = Field(default_factory=StorageConfig)
     queues: QueueConfig = Field(default_factory=QueueConfig)
     console: bool = True  # one-line summary per part on stdout
@@ -92,24 +94,4 @@ class StationConfig(StrictModel):
 
 def load_config(path: Path) -> StationConfig:
     """Validate a station config file; raises inspector.validation.InvalidFile."""
-    cfg = validate_file(Path(path), StationConfig)
-    if cfg.mqtt is not None:
-        _validate_mqtt(Path(path), cfg)
-    return cfg
-
-
-def _validate_mqtt(path: Path, cfg: StationConfig) -> None:
-    """The mqtt section has its own model (inspector.mqtt.settings); errors keep file:line."""
-    from pydantic import ValidationError
-
-    from inspector.validation import InvalidFile, format_errors, load_yaml
-
-    try:
-        from inspector.mqtt.settings import MqttConfig
-    except ImportError:  # pragma: no cover - MQTT package absent
-        return
-    try:
-        cfg.mqtt = MqttConfig.model_validate(cfg.mqtt, context={"file": path})
-    except ValidationError as exc:
-        _, node = load_yaml(path)
-        raise InvalidFile(path, format_errors(path, exc, node, prefix=("mqtt",))) from exc
+    return validate_file(Path(path), StationConfig)

@@ -69,8 +69,11 @@ def run_demo(
     rate_hz: float | None = None,
     width: int = 512,
     height: int = 512,
+    broker: str = "auto",
 ) -> int:
     recipe = recipe or REPO_RECIPES / "demo"
+    out.mkdir(parents=True, exist_ok=True)
+    local, mqtt_cfg = _broker(broker, out)
     cfg = StationConfig.model_validate(
         {
             "station": {"site": "demo", "line": "line1", "station": "st1"},
@@ -80,15 +83,30 @@ def run_demo(
             "recipe": str(recipe.resolve()),
             "storage": {"state_dir": str(out.resolve())},
             "console": False,
+            "mqtt": mqtt_cfg,
         }
     )
+    viewer = None
+    if mqtt_cfg is not None:
+        from inspector.demo_subscriber import CountingSubscriber
+        from inspector.mqtt.topics import Topics
+
+        root = Topics.for_station("inspector/v1", "demo", "line1", "st1").root
+        viewer = CountingSubscriber(mqtt_cfg["host"], mqtt_cfg["port"], root)
+        viewer.wait_ready()
     tally = Tally()
     service = Service(cfg, on_result=tally.add, progress=True)
     service.install_signal_handlers()
-    print(f"Inspector demo: {parts} synthetic parts, recipe {recipe}, output {out}/",
+    where = f"broker {mqtt_cfg['host']}:{mqtt_cfg['port']}" if mqtt_cfg else "no broker"
+    print(f"Inspector demo: {parts} synthetic parts, recipe {recipe}, {where}, output {out}/",
           file=sys.stderr)
     t0 = time.monotonic()
-    service.start()
+    try:
+        service.start()
+    except Exception:
+        if local is not None:
+            local.stop()
+        raise
     stats = service.pipeline.stats
 
     def tick() -> None:
@@ -101,11 +119,43 @@ def run_demo(
     tick()
     print(file=sys.stderr)
     wall = time.monotonic() - t0
-    print(summary_table(tally, stats, wall, out))
+    mqtt_rows = []
+    if viewer is not None:
+        deadline = time.monotonic() + 5
+        while len(viewer.event_ids) < tally.parts and time.monotonic() < deadline:
+            time.sleep(0.05)
+        viewer.close()
+        mqtt_rows = [
+            ("MQTT results received by a subscriber", f"{len(viewer.event_ids)}/{tally.parts}"),
+            ("MQTT plc messages received", f"{viewer.plc}/{tally.parts}"),
+            ("MQTT retained status", viewer.retained.get("status", "?")),
+        ]
+    if local is not None:
+        local.stop()
+    print(summary_table(tally, stats, wall, out, mqtt_rows))
     return 0
 
 
-def summary_table(t: Tally, stats, wall: float, out: Path) -> str:
+def _broker(broker: str, out: Path) -> tuple[object | None, dict | None]:
+    """(local broker we started or None, mqtt config section or None) for `--broker`."""
+    if broker == "none":
+        return None, None
+    common = {"outbox": {"path": "outbox.sqlite"}, "reconnect_min_s": 0.2}
+    if broker != "auto":
+        host, _, port = broker.rpartition(":")
+        return None, {"host": host or "127.0.0.1", "port": int(port), **common}
+    from inspector.mqtt.local_broker import Broker, mosquitto_binary
+
+    if mosquitto_binary() is None:
+        print("mosquitto is not installed: running without MQTT (scripts/setup.sh installs "
+              "it)", file=sys.stderr)
+        return None, None
+    local = Broker(out / "broker").start()
+    return local, {"host": "127.0.0.1", "port": local.port, **common}
+
+
+def summary_table(t: Tally, stats, wall: float, out: Path,
+                  extra: list[tuple[str, str]] | None = None) -> str:
     lat = stats.percentiles()
     c = stats.counters
 
@@ -129,6 +179,7 @@ def summary_table(t: Tally, stats, wall: float, out: Path) -> str:
         ("frames dropped (queue full / shutdown)",
          f"{c.get('dropped_queue', 0)} / {c.get('dropped_shutdown', 0)}"),
         ("inspection errors", str(c.get("inspect_errors", 0))),
+        *(extra or []),
         ("results", str(out / "results.jsonl")),
         ("NG overlays", str(out / "overlays")),
     ]

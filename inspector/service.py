@@ -54,7 +54,11 @@ class Service:
         self.stop_requested = threading.Event()
         self.pipeline: Pipeline | None = None
         self.sinks: list[ResultSink] = []
+        self.mqtt = None  # the MqttSink when the station has an `mqtt:` section
         self.builder = ResultBuilder()
+        self._next_stats = 0.0
+        self._stop_lock = threading.Lock()
+        self._stopped = False
 
     def start(self) -> None:
         cfg = self.cfg
@@ -104,6 +108,14 @@ class Service:
             sinks.append(JsonlSink(jsonl))
         if cfg.console:
             sinks.append(ConsoleSink())
+        if cfg.mqtt is not None and cfg.mqtt.enabled:
+            from inspector.mqtt.sink import MqttSink
+
+            st = cfg.station
+            self.mqtt = MqttSink(cfg.mqtt, st.site, st.line, st.station, self.builder.session,
+                                 recipe_handler=self.switch_recipe,
+                                 state_dir=cfg.storage.state_dir)
+            sinks.append(self.mqtt)
         return sinks + self.extra_sinks
 
     def state(self, active: ActiveRecipe) -> dict:
@@ -114,6 +126,8 @@ class Service:
 
         Raises ValueError / FileNotFoundError with the reason; the running recipe stays.
         """
+        if self.pipeline is None:
+            raise RuntimeError("the service is still starting; try again")
         folder = Path(self.cfg.recipes_dir) / recipe_id
         if not recipe_file(folder).is_file():
             raise FileNotFoundError(f"unknown recipe {recipe_id!r} (no {recipe_file(folder)})")
@@ -133,9 +147,28 @@ class Service:
         signal.signal(signal.SIGTERM, handler)
         signal.signal(signal.SIGINT, handler)
 
+    def stats(self) -> dict:
+        """The `stats` payload: fps, per-stage latency, counters and drops."""
+        snap = self.pipeline.stats.snapshot()
+        c = snap["counters"]
+        snap["drops"] = {"queue": c.get("dropped_queue", 0),
+                         "shutdown": c.get("dropped_shutdown", 0)}
+        return snap
+
+    def tick(self) -> None:
+        """Periodic duties of the main thread: the `stats` topic."""
+        now = time.monotonic()
+        if self.mqtt is not None and now >= self._next_stats:
+            self._next_stats = now + self.cfg.stats_interval_s
+            try:
+                self.mqtt.publish_stats(self.stats())
+            except Exception:
+                log.exception("publishing stats failed")
+
     def run_until_stopped(self, tick: Callable[[], None] | None = None) -> None:
         """Block until a signal, stop(), or every finite source has ended."""
         while not self.stop_requested.wait(0.2):
+            self.tick()
             if tick is not None:
                 tick()
             if self.pipeline.finished():
@@ -143,7 +176,15 @@ class Service:
         self.stop()
 
     def stop(self) -> None:
+        """Stop everything once; later calls wait for the first one to finish."""
         self.stop_requested.set()
+        with self._stop_lock:
+            if self._stopped:
+                return
+            self._stopped = True
+            self._stop()
+
+    def _stop(self) -> None:
         if self.pipeline is not None:
             self.pipeline.stop(STOP_DEADLINE_S)
             c = self.pipeline.stats.counters
