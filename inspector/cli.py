@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import sys
 from pathlib import Path
 
 from inspector.validation import InvalidFile, load_yaml
+
+# Modules that add verbs: each has `register(subparsers)` and owns its commands.
+EXTENSIONS: list[str] = []
 
 
 def _is_recipe(path: Path) -> bool:
@@ -91,6 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--broker", default="auto",
                    help="auto: start a local mosquitto; none; or HOST:PORT of a broker")
     d.set_defaults(func=cmd_demo)
+
+    for name in EXTENSIONS:  # verbs of other stages register themselves
+        importlib.import_module(name).register(sub)
     return p
 
 

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from inspector.config import StationConfig
+from inspector.control import ControlServer
 from inspector.detector import build_detector
 from inspector.frames import FramePool
 from inspector.pipeline import ActiveRecipe, Finished, Pipeline
@@ -27,6 +28,11 @@ from inspector.sources import build_source
 
 log = logging.getLogger(__name__)
 STOP_DEADLINE_S = 4.0  # SIGTERM to exit within 5 s, including sink flush
+
+
+def control_path(cfg: StationConfig) -> Path:
+    """Where the running service listens for the CLI (`inspector status`, switches)."""
+    return cfg.storage.state_dir / "control.sock"
 
 
 def load_active(path: Path, progress: bool = False) -> ActiveRecipe:
@@ -55,9 +61,11 @@ class Service:
         self.pipeline: Pipeline | None = None
         self.sinks: list[ResultSink] = []
         self.mqtt = None  # the MqttSink when the station has an `mqtt:` section
+        self.control: ControlServer | None = None
         self.builder = ResultBuilder()
         self._next_stats = 0.0
         self._stop_lock = threading.Lock()
+        self._switch_lock = threading.Lock()
         self._stopped = False
 
     def start(self) -> None:
@@ -93,6 +101,12 @@ class Service:
             on_camera_status=self._camera_status,
         )
         self.pipeline.start()
+        self.control = ControlServer(control_path(cfg))
+        self.control.register("status", lambda req: {"stats": self.stats(),
+                                                     "state": self.state(self.pipeline.active)})
+        self.control.register("switch", lambda req: {"recipe": self.switch_recipe(
+            str(req.get("recipe_id", "")), req.get("rev"))})
+        self.control.start()
         log.info("inspecting with %d camera(s), recipe %s rev %s", len(sources),
                  active.recipe.id, active.recipe.rev)
 
@@ -128,6 +142,10 @@ class Service:
         """
         if self.pipeline is None:
             raise RuntimeError("the service is still starting; try again")
+        with self._switch_lock:  # MQTT and CLI switches never interleave
+            return self._switch(recipe_id, rev)
+
+    def _switch(self, recipe_id: str, rev: int | None) -> dict:
         folder = Path(self.cfg.recipes_dir) / recipe_id
         if not recipe_file(folder).is_file():
             raise FileNotFoundError(f"unknown recipe {recipe_id!r} (no {recipe_file(folder)})")
@@ -185,6 +203,8 @@ class Service:
             self._stop()
 
     def _stop(self) -> None:
+        if self.control is not None:
+            self.control.stop()
         if self.pipeline is not None:
             self.pipeline.stop(STOP_DEADLINE_S)
             c = self.pipeline.stats.counters
