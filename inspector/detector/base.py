@@ -54,6 +54,15 @@ class Detector(ABC):
     def detect(self, image: np.ndarray) -> list[Detection]:
         """Find defects in one mono uint8 image."""
 
+    def enrolled_state(self) -> dict[str, np.ndarray] | None:
+        """Arrays that fully describe the enrolment (prototypes, normal bank), so that a
+        recipe cache (.npz, no pickle) can restore it; None if not cacheable."""
+        return None
+
+    def load_enrolled_state(self, state: dict[str, np.ndarray]) -> None:
+        """Restore what enrolled_state() returned, instead of enrolling again."""
+        raise NotImplementedError(f"{type(self).__name__} cannot restore an enrolment")
+
     @property
     def model_sha256(self) -> str:
         """Identifies the model (weights + code version) in every result."""
