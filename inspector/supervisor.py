@@ -1,0 +1,275 @@
+"""Supervisor: watches every stage for progress, heals what it can, feeds the watchdog.
+
+Runs on the service's main thread (Service.tick, every 0.2 s); it owns no thread. It
+reads the progress stamps the pipeline keeps (per-camera loop heartbeat and last
+frame, the frame in inference since `busy_since`, the result being emitted since
+`emit_since`) and decides:
+
+* a camera that stopped delivering (free-running and no frame for `frame_timeout_s`,
+  or offline for that long) is restarted in the process (close, open), at most
+  `camera_restarts` times in a row without a frame in between;
+* a dead MQTT publisher thread is replaced by a fresh one on the same outbox;
+* a stuck stage (one grab, one inference or one result taking longer than its limit,
+  frames arriving but none inspected, or a camera that restarts did not heal) makes the
+  service unhealthy: `WATCHDOG=1` is no longer sent, so systemd (WatchdogSec) kills and
+  restarts the service. If the stage recovers first, pinging resumes.
+
+Triggered cameras (GenICam trigger mode software/hardware) are not expected to deliver
+frames while the line is idle: for them only the source's own trigger timeout counts
+(an unanswered trigger puts the source offline, which the offline rule covers).
+Every decision is logged and counted in the pipeline's Stats; none is silent.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+import time
+import traceback
+from dataclasses import dataclass
+from typing import Annotated
+
+from pydantic import Field
+
+from inspector.notify import Notifier, watchdog_interval
+from inspector.sources.base import FrameSource, StrictModel
+
+log = logging.getLogger(__name__)
+STATUS_EVERY_S = 5.0
+
+
+class SupervisorConfig(StrictModel):
+    """The `supervisor:` section: how long a stage may go without progress."""
+
+    acq_stuck_s: Annotated[float, Field(gt=0)] = 30.0  # one grab() call may not take longer
+    infer_stuck_s: Annotated[float, Field(gt=0)] = 120.0  # one frame in inference
+    emit_stuck_s: Annotated[float, Field(gt=0)] = 60.0  # one result in the sinks
+    frame_timeout_s: Annotated[float, Field(gt=0)] = 30.0  # free-running camera without frames
+    camera_restarts: Annotated[int, Field(ge=0)] = 3  # in a row before giving up
+    publisher_restarts: Annotated[int, Field(ge=0)] = 5  # per run
+
+
+@dataclass
+class _Camera:
+    started: float
+    offline_since: float | None = None
+    restarted_at: float = 0.0
+    failed_restarts: int = 0  # restarts since the last frame
+
+
+def triggered(src: FrameSource) -> bool:
+    """True for sources that deliver only when triggered (idle line: no frames, no fault)."""
+    trig = getattr(getattr(src, "cfg", None), "trigger", None)
+    return getattr(trig, "mode", "off") != "off"
+
+
+class Supervisor:
+    def __init__(self, cfg: SupervisorConfig, pipeline, notifier: Notifier | None = None,
+                 mqtt=None, interval_s: float | None = None) -> None:
+        self.cfg = cfg
+        self.pipeline = pipeline
+        self.notifier = notifier or Notifier(None)
+        self.mqtt = mqtt  # the MqttSink, when the station publishes
+        self.interval_s = interval_s if interval_s is not None else watchdog_interval()
+        self.problems: dict[str, str] = {}  # stage -> what is wrong, empty when healthy
+        self.pings = 0
+        self.publisher_restarts = 0
+        self._cams: dict[str, _Camera] = {}
+        self._unpicked_since: float | None = None
+        self._next_ping = 0.0
+        self._next_status = time.monotonic() + STATUS_EVERY_S  # READY carried the first
+        self._last_status = ""
+
+    @property
+    def healthy(self) -> bool:
+        return not self.problems
+
+    # -- the main-thread duty ----------------------------------------------------------
+
+    def ready(self) -> None:
+        """READY=1 with the first STATUS=: cameras are open, the detector is loaded."""
+        text = self.status_text()
+        self.notifier.ready(text)
+        self._last_status = self._status_key()
+
+    def tick(self, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        problems = self._stages(now)
+        problems.update(self._cameras(now))
+        problems.update(self._publisher())
+        self._transitions(problems)
+        if not problems and self.interval_s and now >= self._next_ping:
+            if self.notifier.watchdog():
+                self.pings += 1
+            self._next_ping = now + self.interval_s / 2
+        text = self.status_text()
+        key = self._status_key()  # a change of state is sent at once, figures every 5 s
+        if key != self._last_status or now >= self._next_status:
+            self.notifier.status(text)
+            self._last_status, self._next_status = key, now + STATUS_EVERY_S
+
+    def _stages(self, now: float) -> dict[str, str]:
+        p, cfg = self.pipeline, self.cfg
+        out: dict[str, str] = {}
+        for name, beat in list(p.acq_beat.items()):
+            if now - beat > cfg.acq_stuck_s:
+                out[f"acquisition {name}"] = (f"camera {name}: one grab has not returned for "
+                                              f"{now - beat:.0f} s (limit {cfg.acq_stuck_s:g})")
+        busy = p.busy_since
+        if busy is not None:  # a frame is being inspected: how long has it taken?
+            self._unpicked_since = None
+            if now - busy > cfg.infer_stuck_s:
+                out["inference"] = (f"one frame in inference for {now - busy:.0f} s "
+                                    f"(limit {cfg.infer_stuck_s:g})")
+        elif p.last_frame and max(p.last_frame.values()) > p.last_progress:
+            # idle, yet a frame came after the last inference: normally picked up within
+            # milliseconds; if not, the inference thread is dead or blocked elsewhere
+            if self._unpicked_since is None:
+                self._unpicked_since = now
+            elif now - self._unpicked_since > cfg.infer_stuck_s:
+                out["inference"] = (f"frames arrive but none was taken for inspection for "
+                                    f"{now - self._unpicked_since:.0f} s")
+        else:
+            self._unpicked_since = None
+        since = p.emit_since
+        if since is not None and now - since > cfg.emit_stuck_s:
+            out["results"] = (f"one result in the sinks for {now - since:.0f} s "
+                              f"(limit {cfg.emit_stuck_s:g})")
+        elif p.acq_beat and p.finished():
+            out["results"] = "the result thread ended while cameras still deliver"
+        return out
+
+    # -- cameras -----------------------------------------------------------------------
+
+    def _cameras(self, now: float) -> dict[str, str]:
+        p, cfg = self.pipeline, self.cfg
+        out: dict[str, str] = {}
+        for src in p.sources:
+            name = src.name
+            if name not in p.acq_beat:  # not started yet, or ended (end of stream)
+                continue
+            st = self._cams.setdefault(name, _Camera(started=now))
+            last = p.last_frame.get(name, st.started)
+            if st.failed_restarts and last > st.restarted_at:
+                log.info("camera %s delivers again after %d restart(s)", name,
+                         st.failed_restarts)
+                p.stats.count(f"camera_recovered.{name}")
+                st.failed_restarts = 0
+            offline = src.status() == "offline"
+            if offline and st.offline_since is None:
+                st.offline_since = now
+            elif not offline:
+                st.offline_since = None
+            silent = now - max(last, st.restarted_at)
+            expects_frames = not src.paced_by_consumer and not triggered(src)
+            off_for = now - max(st.offline_since, st.restarted_at) if offline else 0.0
+            if not ((expects_frames and silent > cfg.frame_timeout_s)
+                    or off_for > cfg.frame_timeout_s):
+                continue
+            why = (f"offline for {off_for:.0f} s" if off_for > cfg.frame_timeout_s
+                   else f"no frame for {silent:.0f} s")
+            if st.failed_restarts < cfg.camera_restarts:
+                self._restart_camera(src, st, why)
+            else:
+                out[f"camera {name}"] = (f"camera {name}: {why} after {st.failed_restarts} "
+                                         f"restart(s) in the process")
+        return out
+
+    def _restart_camera(self, src: FrameSource, st: _Camera, why: str) -> None:
+        p = self.pipeline
+        st.failed_restarts += 1
+        p.stats.count(f"camera_restarts.{src.name}")
+        log.warning("camera %s: %s; restarting it (close, open), attempt %d of %d", src.name,
+                    why, st.failed_restarts, self.cfg.camera_restarts)
+        pool = src.pool
+        try:
+            src.close()
+            src.open(pool)
+        except Exception as exc:
+            p.stats.count(f"camera_restart_failures.{src.name}")
+            log.error("camera %s: restart failed: %s", src.name, exc)
+        st.restarted_at = time.monotonic()
+
+    # -- MQTT publisher ----------------------------------------------------------------
+
+    def _publisher(self) -> dict[str, str]:
+        sink = self.mqtt
+        if sink is None or getattr(sink, "_closed", False):
+            return {}
+        # Publisher exposes no liveness API; its thread is the one thing that must run
+        if sink.publisher._thread.is_alive():
+            return {}
+        if self.publisher_restarts >= self.cfg.publisher_restarts:
+            return {"mqtt publisher": f"MQTT publisher thread died; {self.publisher_restarts} "
+                                      "restart(s) did not hold"}
+        self._restart_publisher(sink)
+        return {}
+
+    def _restart_publisher(self, sink) -> None:
+        from inspector.mqtt.publisher import Publisher
+
+        self.publisher_restarts += 1
+        self.pipeline.stats.count("publisher_restarts")
+        log.error("MQTT publisher thread is not running; starting a fresh one on the same "
+                  "outbox (restart %d of %d)", self.publisher_restarts,
+                  self.cfg.publisher_restarts)
+        old = sink.publisher
+        new = Publisher(sink.config, sink.topics, old.client_id, sink.outbox,
+                        on_message=sink.commands.offer,
+                        ack_listener=getattr(old, "_ack_listener", None))
+        with old._lock:  # retained state (recipe, camera status) must survive the swap
+            retained = dict(old._retained)
+        for topic, payload in retained.items():
+            new.set_retained(topic, payload)
+        sink.publisher = new
+        new.start()
+
+    # -- reporting ---------------------------------------------------------------------
+
+    def _transitions(self, problems: dict[str, str]) -> None:
+        stats = self.pipeline.stats
+        for stage, what in problems.items():
+            if stage not in self.problems:
+                stats.count(f"stuck.{stage.split()[0]}")
+                if not self.problems:
+                    stats.count("watchdog_withheld")
+                log.error("supervisor: %s stuck: %s; the watchdog is no longer fed, so "
+                          "systemd restarts the service%s", stage, what, _stack_of(stage))
+        for stage in self.problems:
+            if stage not in problems:
+                log.warning("supervisor: %s progresses again; feeding the watchdog", stage)
+        self.problems = problems
+
+    def status_text(self) -> str:
+        p = self.pipeline
+        r = p.active.recipe
+        cams = " ".join(f"{s.name}={s.status()}" for s in p.sources)
+        text = f"recipe {r.id} rev {r.rev}; cameras {cams}; {p.stats.fps():.1f} parts/s"
+        if self.problems:
+            text = "STUCK " + "; ".join(self.problems.values()) + " | " + text
+        return text
+
+    def _status_key(self) -> str:
+        p = self.pipeline
+        return " ".join([*self.problems, p.active.recipe.id, str(p.active.recipe.rev),
+                         *(f"{s.name}={s.status()}" for s in p.sources)])
+
+    def figures(self) -> dict:
+        """The `health` part of the stats payload."""
+        return {"ok": self.healthy, "problems": list(self.problems.values()),
+                "watchdog_interval_s": self.interval_s, "watchdog_pings": self.pings}
+
+
+def _stack_of(stage: str) -> str:
+    """Where the thread of a stuck stage is waiting (for the journal), or ''."""
+    names = {"inference": "infer", "results": "results"}
+    kind, _, cam = stage.partition(" ")
+    name = f"acq-{cam}" if kind == "acquisition" else names.get(stage)
+    for t in threading.enumerate():
+        if t.name == name and t.ident is not None:
+            frame = sys._current_frames().get(t.ident)
+            if frame is not None:
+                return "; thread " + name + " is at:\n" + "".join(
+                    traceback.format_stack(frame)[-6:])
+    return ""
