@@ -1,0 +1,164 @@
+"""Benchmark of the unknown-defect branch's search: one 512 x 512 frame vs a big bank.
+
+    .venv/bin/python scripts/bench_unknown.py [--bank 100000] [--repeats 3]
+
+The bank is made of real tokens (features.py, default params) of seeded synthetic good
+parts, the queries are the 4096 tokens of one more 512 x 512 part. Every backend of
+bank.NearestNeighbours (and scikit-learn's, when installed) runs on the same data in
+the same process, interleaved per repeat, so ratios are measured side by side; medians
+are reported. Accuracy against the exact search: recall@1 (same nearest distance within
+1e-4 relative) and the mean relative distance error. Memory: resident-set growth while
+building the index (bank vectors included). Also times the encoder and a whole
+`UnknownBranch.detect` on a 512 x 512 frame, and the greedy coreset. Prints Markdown.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from inspector.synthetic import frame_rng, good_part  # noqa: E402
+from inspector.unknown.bank import NearestNeighbours, greedy_coreset  # noqa: E402
+from inspector.unknown.features import TokenExtractor  # noqa: E402
+
+SEED = 8080
+
+
+def rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def bank_tokens(n: int, ex: TokenExtractor) -> np.ndarray:
+    out, total, i = [], 0, 0
+    while total < n:
+        g = ex.grid(good_part(frame_rng(SEED, i), 512, 512))
+        out.append(g.reshape(-1, g.shape[-1]))
+        total += len(out[-1])
+        i += 1
+    return np.ascontiguousarray(np.concatenate(out)[:n])
+
+
+class SklearnNN:
+    """scikit-learn NearestNeighbors with the same search() as NearestNeighbours."""
+
+    def __init__(self, bank: np.ndarray, algorithm: str) -> None:
+        from sklearn.neighbors import NearestNeighbors
+
+        self.nn = NearestNeighbors(n_neighbors=1, algorithm=algorithm).fit(bank)
+
+    def search(self, q: np.ndarray) -> np.ndarray:
+        return self.nn.kneighbors(q, return_distance=True)[0][:, 0].astype(np.float32)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--bank", type=int, default=100_000)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--coreset-from", type=int, default=40_000,
+                    help="tokens for the coreset timing (picks 10 %%)")
+    args = ap.parse_args(argv)
+
+    ex = TokenExtractor()
+    frame = good_part(frame_rng(SEED + 1, 0), 512, 512)
+    g = ex.grid(frame)
+    queries = np.ascontiguousarray(g.reshape(-1, g.shape[-1]))
+    bank = bank_tokens(args.bank, ex)
+
+    nn = NearestNeighbours
+    candidates = [
+        ("numpy", "exact, BLAS matmul", lambda: nn(bank, "numpy")),
+        ("faiss", "exact, IndexFlatL2", lambda: nn(bank, "faiss")),
+        ("faiss pca64", "approx., PCA 64 + flat", lambda: nn(bank, "faiss", pca_dim=64)),
+        ("faiss-ivf nprobe=1", "approx., IVFFlat sqrt(N) lists", lambda: nn(bank, "faiss-ivf")),
+        ("faiss-ivf nprobe=4", "approx., IVFFlat sqrt(N) lists",
+         lambda: nn(bank, "faiss-ivf", nprobe=4)),
+        ("faiss-ivf pca64 nprobe=1", "approx., PCA 64 + IVFFlat",
+         lambda: nn(bank, "faiss-ivf", pca_dim=64)),
+        ("faiss-ivf pca32 nprobe=1", "approx., PCA 32 + IVFFlat",
+         lambda: nn(bank, "faiss-ivf", pca_dim=32)),
+        ("faiss-hnsw ef=16", "approx., HNSW32", lambda: nn(bank, "faiss-hnsw", ef_search=16)),
+        ("faiss-hnsw pca32 ef=16", "approx., PCA 32 + HNSW32",
+         lambda: nn(bank, "faiss-hnsw", pca_dim=32, ef_search=16)),
+    ]
+    try:
+        import sklearn  # noqa: F401
+
+        candidates.append(("sklearn brute", "exact", lambda: SklearnNN(bank, "brute")))
+    except ImportError:
+        pass
+    from inspector.spectral import cuda_available
+
+    built, skipped = [], []
+    for name, kind, make in candidates:
+        before = rss_mb()
+        t0 = time.perf_counter()
+        try:
+            index = make()
+        except (RuntimeError, ImportError) as exc:
+            skipped.append(f"{name}: {exc}")
+            continue
+        built.append((name, kind, index, time.perf_counter() - t0, rss_mb() - before))
+    if cuda_available():
+        built.append(("cuda", "exact, numba.cuda kernel", NearestNeighbours(bank, "cuda"), 0, 0))
+    else:
+        skipped.append("cuda: no CUDA GPU on this machine (numba.cuda finds none)")
+
+    exact = built[0][2].search(queries)
+    times = {name: [] for name, *_ in built}
+    cpu = {name: [] for name, *_ in built}
+    results = {}
+    for _ in range(args.repeats):  # interleaved: load changes hit every backend alike
+        for name, _kind, index, *_ in built:
+            t0, c0 = time.perf_counter(), time.process_time()
+            d = index.search(queries)
+            times[name].append(1000 * (time.perf_counter() - t0))
+            cpu[name].append(1000 * (time.process_time() - c0))
+            results[name] = d
+
+    machine = platform.processor() or platform.machine()
+    print(f"Search per 512 x 512 frame ({len(queries)} query tokens, {queries.shape[1]} dims) "
+          f"against a bank of {len(bank):,} tokens ({bank.nbytes / 2**20:.0f} MiB float32); "
+          f"{os.cpu_count()} CPU cores ({machine}), load average "
+          f"{os.getloadavg()[0]:.1f}; median of {args.repeats}. CPU ms = process CPU time "
+          "(all threads), which load from other processes inflates less than wall time.\n")
+    print("| backend | kind | search ms / frame (wall) | CPU ms | vs numpy | recall@1 "
+          "| mean rel. dist. error | build s | memory MiB |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    base = float(np.median(times["numpy"]))
+    for name, kind, _index, build_s, mem in built:
+        med = float(np.median(times[name]))
+        d = results[name]
+        recall = float(np.mean(np.abs(d - exact) <= 1e-4 * np.maximum(exact, 1e-6) + 1e-4))
+        err = float(np.mean(np.abs(d - exact) / np.maximum(exact, 1e-6)))
+        print(f"| {name} | {kind} | {med:.1f} | {np.median(cpu[name]):.1f} | {base / med:.2f}x "
+              f"| {recall:.3f} | {err:.4f} | {build_s:.1f} | {mem:.0f} |")
+    for s in skipped:
+        print(f"\nskipped: {s}")
+
+    # the rest of a frame's work, for context
+    t_enc = []
+    for _ in range(args.repeats):
+        t0 = time.perf_counter()
+        ex.grid(frame)
+        t_enc.append(1000 * (time.perf_counter() - t0))
+    src = bank[: args.coreset_from]
+    t0 = time.perf_counter()
+    greedy_coreset(src, len(src) // 10, proj_dim=64)
+    t_core = time.perf_counter() - t0
+    print(f"\n| other step | median |\n|---|---|\n| encoder + tokens, 512 x 512 frame (ONNX "
+          f"Runtime) | {np.median(t_enc):.1f} ms |\n| greedy coreset, {len(src):,} -> "
+          f"{len(src) // 10:,} tokens (proj. 64) | {t_core:.1f} s |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
