@@ -1,0 +1,244 @@
+"""The visual-prompt detector (kind "prompt"): any defect kind shown by a few examples.
+
+Enrol: each prompt example of the recipe becomes an SSPE embedding (the `prompt` graph
+on the tokens of its image, pooled over its mask or box, plus the radial spectrum of its
+box); a class prototype is the normalised mean of its examples' embeddings. Detect: the
+`encoder` graph turns the frame (resized to `size` x `size`) into tokens, the `head`
+graph (PQS) returns top-K queries per prototype with boxes, scores and stride-4 mask
+logits; per class, low scores are dropped and overlapping boxes suppressed (NMS); boxes
+and masks are mapped back to the frame. Runs on any backend (`inspector.backends`); no
+torch. Normal parts are not used here (the unknown-defect branch is its own stage).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from pathlib import Path
+from typing import Annotated, Literal
+
+import cv2
+import numpy as np
+from pydantic import Field, ValidationError
+
+from inspector.backends import open_backend
+from inspector.backends.base import GRAPHS, graph_paths
+from inspector.detector.base import Detection, Detector, PromptExample
+from inspector.detector.prompt_inputs import (
+    prompt_spectrum,
+    resize_mask,
+    resize_square,
+    scale_box,
+    to_input,
+    token_weights,
+)
+from inspector.sources.base import StrictModel
+
+REPO = Path(__file__).resolve().parents[2]
+DEFAULT_MODEL = "engines/prompt-v1"
+VERSION = "prompt/1"
+
+
+class PromptParams(StrictModel):
+    """`detector.params` of a recipe with `detector.kind: prompt`."""
+
+    model: str = DEFAULT_MODEL  # model folder; relative: to the working dir, else the repo
+    backend: Literal["auto", "onnxruntime", "tensorrt", "torch"] = "auto"
+    size: Annotated[int, Field(ge=64, le=2048, multiple_of=16)] = 320
+    min_score: Annotated[float, Field(ge=0, le=1)] = 0.05
+    nms_iou: Annotated[float, Field(gt=0, le=1)] = 0.5
+    cross_class_iou: Annotated[float, Field(gt=0, le=1)] | None = None  # off: per-class NMS only
+    max_detections: Annotated[int, Field(ge=1)] = 100
+    threads: Annotated[int, Field(ge=1, le=64)] = 1  # ONNX Runtime intra-op threads
+    state_dir: str | None = None  # TensorRT engine cache (default: <model>/cache)
+
+    @classmethod
+    def parse(cls, params: dict) -> PromptParams:
+        try:
+            return cls.model_validate(params or {})
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            where = ".".join(str(p) for p in err["loc"])
+            raise ValueError(f"detector.params.{where}: {err['msg']}") from None
+
+
+def resolve_model(model: str) -> Path:
+    p = Path(model)
+    if p.is_absolute() or p.is_dir():
+        return p
+    return REPO / p
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> list[int]:
+    """Greedy non-maximum suppression; boxes (n, 4) x1 y1 x2 y2; indices kept, best first."""
+    order = np.argsort(-scores, kind="stable")
+    keep: list[int] = []
+    area = np.clip(boxes[:, 2] - boxes[:, 0], 0, None) * np.clip(boxes[:, 3] - boxes[:, 1], 0, None)
+    while len(order):
+        i = int(order[0])
+        keep.append(i)
+        rest = order[1:]
+        lt = np.maximum(boxes[i, :2], boxes[rest, :2])
+        rb = np.minimum(boxes[i, 2:], boxes[rest, 2:])
+        inter = np.prod(np.clip(rb - lt, 0, None), axis=1)
+        ov = inter / np.maximum(area[i] + area[rest] - inter, 1e-9)
+        order = rest[ov <= iou]
+    return keep
+
+
+class PromptDetector(Detector):
+    kind = "prompt"
+
+    def __init__(self, params: dict | None = None) -> None:
+        self.params = PromptParams.parse(params or {})
+        self.model_dir = resolve_model(self.params.model)
+        self.paths = graph_paths(self.model_dir)
+        state = Path(self.params.state_dir) if self.params.state_dir else None
+        self.backend = open_backend(self.params.backend, self.model_dir, state,
+                                    threads=self.params.threads)
+        self.classes: list[str] = []
+        self.protos = np.zeros((0, 0), np.float32)
+        self.embeddings = np.zeros((0, 0), np.float32)
+        self.prompt_ids: list[str] = []
+        self.last_timing: dict[str, float] = {}
+        self._sha = ""
+
+    # -- enrolment ---------------------------------------------------------------
+    def encode(self, image: np.ndarray) -> np.ndarray:
+        """Mono image -> tokens (1, D, size/8, size/8)."""
+        sq = resize_square(image, self.params.size)
+        return self.backend.run("encoder", {"image": to_input(sq)})["tokens"]
+
+    def embed(self, prompts: list[PromptExample], progress: bool = False) -> np.ndarray:
+        """(P, D) unit SSPE embeddings of the prompt examples."""
+        from tqdm import tqdm
+
+        size = self.params.size
+        out, tokens_of = [], {}
+        for p in tqdm(prompts, desc="enrol prompts", disable=not progress):
+            key = id(p.image)
+            if key not in tokens_of:
+                tokens_of = {key: self.encode(p.image)}  # prompts come grouped by image
+            sq = resize_square(p.image, size)
+            box = scale_box(p.bbox, p.image.shape[:2], size)
+            mask = None if p.mask is None else resize_mask(p.mask, size)
+            w = token_weights(mask, box, size)[None]
+            spec = prompt_spectrum(sq, box)[None]
+            e = self.backend.run("prompt", {"tokens": tokens_of[key], "weights": w,
+                                            "spectrum": spec})["embedding"]
+            out.append(e[0])
+        return np.array(out, np.float32).reshape(len(out), -1)
+
+    def enroll(self, prompts: list[PromptExample], normals: list[np.ndarray],
+               progress: bool = False) -> None:
+        emb = self.embed(prompts, progress)
+        classes = list(dict.fromkeys(p.cls for p in prompts))
+        protos = []
+        for c in classes:
+            m = emb[[i for i, p in enumerate(prompts) if p.cls == c]].mean(0)
+            protos.append(m / max(float(np.linalg.norm(m)), 1e-9))
+        self.classes = classes
+        self.protos = np.array(protos, np.float32).reshape(len(classes), -1)
+        self.embeddings = emb
+        self.prompt_ids = [p.prompt_id for p in prompts]
+
+    def enrolled_state(self) -> dict[str, np.ndarray] | None:
+        return {"prototypes": self.protos, "classes": np.array(self.classes, dtype=str),
+                "embeddings": self.embeddings, "prompt_ids": np.array(self.prompt_ids, dtype=str)}
+
+    def load_enrolled_state(self, state: dict[str, np.ndarray]) -> None:
+        protos = np.asarray(state["prototypes"], np.float32)
+        classes = [str(c) for c in state["classes"]]
+        if protos.ndim != 2 or len(classes) != protos.shape[0]:
+            raise ValueError(f"enrolled state: {protos.shape[0]} prototypes for "
+                             f"{len(classes)} classes")
+        self.protos, self.classes = protos, classes
+        self.embeddings = np.asarray(state.get("embeddings", np.zeros((0, 0))), np.float32)
+        self.prompt_ids = [str(p) for p in state.get("prompt_ids", [])]
+
+    # -- detection ---------------------------------------------------------------
+    def detect(self, image: np.ndarray) -> list[Detection]:
+        t0 = time.perf_counter()
+        tokens = self.encode(image)
+        t1 = time.perf_counter()
+        dets = self.detect_tokens(tokens, image.shape[:2])
+        self.last_timing = {"encode_ms": (t1 - t0) * 1e3,
+                            "head_ms": (time.perf_counter() - t1) * 1e3}
+        return dets
+
+    def detect_tokens(self, tokens: np.ndarray, hw: tuple[int, int],
+                      protos: np.ndarray | None = None,
+                      classes: list[str] | None = None) -> list[Detection]:
+        """Detections for an image already encoded (evaluation reuses tokens across
+        prompt seeds); `protos`/`classes` override the enrolled ones."""
+        protos = self.protos if protos is None else protos
+        classes = self.classes if classes is None else classes
+        if len(classes) == 0:
+            return []
+        out = self.backend.run("head", {"tokens": tokens, "prototypes": protos})
+        boxes, scores, masks = out["boxes"], out["scores"], out["masks"]
+        p = self.params
+        h, w = hw
+        sx, sy = w / p.size, h / p.size
+        found: list[tuple[float, int, np.ndarray, int, int]] = []
+        for c in range(len(classes)):
+            ok = np.nonzero(scores[c] >= p.min_score)[0]
+            if not len(ok):
+                continue
+            b = boxes[c, ok].copy()
+            b[:, [0, 2]] = np.clip(b[:, [0, 2]], 0, p.size)
+            b[:, [1, 3]] = np.clip(b[:, [1, 3]], 0, p.size)
+            for j in nms(b, scores[c, ok], p.nms_iou):
+                found.append((float(scores[c, ok[j]]), c, b[j], c, int(ok[j])))
+        found.sort(key=lambda f: -f[0])
+        if p.cross_class_iou is not None and found:
+            bx = np.array([f[2] for f in found])
+            found = [found[i] for i in nms(bx, np.array([f[0] for f in found]),
+                                           p.cross_class_iou)]
+        dets = []
+        for score, c, b, _, k in found[: p.max_detections]:
+            x1, y1, x2, y2 = b[0] * sx, b[1] * sy, b[2] * sx, b[3] * sy
+            if x2 - x1 < 1 or y2 - y1 < 1:
+                continue
+            mask = self._mask(masks[c, k], b, (x1, y1, x2, y2), hw)
+            area = float(mask.sum()) if mask is not None else (x2 - x1) * (y2 - y1)
+            dets.append(Detection(cls=classes[c], score=score,
+                                  bbox=(float(x1), float(y1), float(x2 - x1), float(y2 - y1)),
+                                  mask=mask, area_px=area))
+        return dets
+
+    def _mask(self, logits: np.ndarray, box_in: np.ndarray, box_img, hw) -> np.ndarray | None:
+        """Stride-4 mask logits -> bool mask of the (rounded) box in frame pixels."""
+        h, w = hw
+        # origin and size rounded as results.encode_mask expects them
+        x0, y0 = int(round(box_img[0])), int(round(box_img[1]))
+        x1 = min(x0 + max(1, int(round(box_img[2] - box_img[0]))), w)
+        y1 = min(y0 + max(1, int(round(box_img[3] - box_img[1]))), h)
+        bw, bh = x1 - x0, y1 - y0
+        if bw < 1 or bh < 1:
+            return None
+        # sample the logits at the centres of the frame pixels of the box
+        size = self.params.size
+        cell = size / logits.shape[-1]
+        xs = ((np.arange(x0, x1) + 0.5) * size / w) / cell - 0.5
+        ys = ((np.arange(y0, y1) + 0.5) * size / h) / cell - 0.5
+        mx, my = np.meshgrid(xs.astype(np.float32), ys.astype(np.float32))
+        m = cv2.remap(logits.astype(np.float32), mx, my, cv2.INTER_LINEAR,
+                      borderMode=cv2.BORDER_REPLICATE)
+        mask = m > 0
+        bh, bw = mask.shape
+        if not mask.any():  # the query's own box: keep its centre pixel at least
+            mask[bh // 2, bw // 2] = True
+        return mask
+
+    @property
+    def model_sha256(self) -> str:
+        """sha256 over the three ONNX graphs (encoder, prompt, head, in that order), the
+        code version and the input size (prototypes depend on all of them)."""
+        if not self._sha:
+            h = hashlib.sha256()
+            for g in GRAPHS:
+                h.update(self.paths[g].read_bytes())
+            h.update(f"{VERSION}\0size={self.params.size}".encode())
+            self._sha = h.hexdigest()
+        return self._sha
