@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import logging
 import sys
 from pathlib import Path
 
 from inspector.validation import InvalidFile, load_yaml
 
 # Modules that add verbs: each has `register(subparsers)` and owns its commands.
-EXTENSIONS: list[str] = []
+EXTENSIONS: list[str] = ["inspector.cli_recipe", "inspector.cli_service", "inspector.cli_model",
+                         "inspector.cli_calibrate", "inspector.cli_unknown"]
 
 
 def _is_recipe(path: Path) -> bool:
@@ -69,7 +69,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     return run_demo(parts=args.parts, out=Path(args.out), seed=args.seed,
                     recipe=Path(args.recipe) if args.recipe else None, rate_hz=args.rate,
-                    width=args.size, height=args.size, broker=args.broker)
+                    width=args.size, height=args.size, broker=args.broker,
+                    calibration=args.calibration)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -94,6 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--size", type=int, default=512, help="frame width and height in pixels")
     d.add_argument("--broker", default="auto",
                    help="auto: start a local mosquitto; none; or HOST:PORT of a broker")
+    d.add_argument("--calibration", default="auto", help="camera calibration file; auto: "
+                   "calibration/demo-cam0.yaml when it fits the frame size; none")
     d.set_defaults(func=cmd_demo)
 
     for name in EXTENSIONS:  # verbs of other stages register themselves
@@ -103,10 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=getattr(logging, str(args.log_level).upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    from inspector.logs import setup
+
+    setup(args.log_level)  # key=value lines on stdout (journald), secrets redacted
     return int(args.func(args) or 0)
 
 

@@ -12,9 +12,12 @@ from typing import Annotated
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
+from inspector.archive import ArchiveConfig
+from inspector.health import HealthConfig
 from inspector.mqtt.settings import MqttConfig
 from inspector.sources.base import StrictModel
 from inspector.sources.settings import SourceConfig
+from inspector.supervisor import SupervisorConfig
 from inspector.validation import require_unique, validate_file
 
 TopicLevel = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
@@ -30,6 +33,7 @@ class CameraConfig(StrictModel):
     name: TopicLevel
     enabled: bool = True
     source: SourceConfig
+    calibration: Path | None = None  # inspector calibrate's file (flat field, lens, mm/px)
 
 
 class StorageConfig(StrictModel):
@@ -37,7 +41,6 @@ class StorageConfig(StrictModel):
 
     state_dir: Path = Path("/var/lib/inspector")
     results_jsonl: Path | None = Path("results.jsonl")  # relative to state_dir; None: off
-    overlays_dir: Path | None = Path("overlays")  # NG overlay images; None: off
 
     def resolve(self, p: Path | None) -> Path | None:
         return None if p is None else (p if p.is_absolute() else self.state_dir / p)
@@ -61,6 +64,9 @@ class StationConfig(StrictModel):
     storage: StorageConfig = Field(default_factory=StorageConfig)
     queues: QueueConfig = Field(default_factory=QueueConfig)
     console: bool = True  # one-line summary per part on stdout
+    archive: ArchiveConfig = Field(default_factory=ArchiveConfig)  # images, retention
+    supervisor: SupervisorConfig = Field(default_factory=SupervisorConfig)  # stall limits
+    health: HealthConfig = Field(default_factory=HealthConfig)  # Prometheus endpoint
 
     @field_validator("cameras")
     @classmethod
@@ -89,7 +95,27 @@ class StationConfig(StrictModel):
                     raise ValueError(f"cameras[{cam.name}].source.path: not found: {src.path}")
             if src.kind == "genicam" and src.cti is not None:
                 src.cti = rel(src.cti)
+            if cam.calibration is not None:
+                cam.calibration = rel(cam.calibration)
+                _check_calibration(cam.name, cam.calibration)
         return self
+
+
+def _check_calibration(camera: str, path: Path) -> None:
+    """The camera's calibration file must exist, be valid and be this camera's."""
+    from inspector.calibration.store import load_calibration
+    from inspector.validation import InvalidFile
+
+    if not path.is_file():
+        raise ValueError(f"cameras[{camera}].calibration: not found: {path}")
+    try:
+        cal = load_calibration(path)
+    except InvalidFile as exc:
+        raise ValueError(f"cameras[{camera}].calibration: invalid: "
+                         + "; ".join(exc.errors)) from None
+    if cal.camera != camera:
+        raise ValueError(f"cameras[{camera}].calibration: {path} is the calibration of "
+                         f"camera {cal.camera!r}")
 
 
 def load_config(path: Path) -> StationConfig:

@@ -12,11 +12,13 @@ import threading
 import time
 from pathlib import Path
 
+from inspector.calibration.sizes import length_px
 from inspector.config import StationConfig
 from inspector.pipeline import Finished
 from inspector.service import Service
 
 REPO_RECIPES = Path(__file__).resolve().parents[1] / "recipes"
+DEMO_CALIBRATION = REPO_RECIPES.parent / "calibration" / "demo-cam0.yaml"
 
 
 def _iou(a, b) -> float:
@@ -37,13 +39,20 @@ class Tally:
         self.tp = self.fn = self.fp = self.tn = 0  # part level: defective vs NG
         self.defects = self.found = 0  # defect level: truth boxes hit by a counted detection
         self.class_ok = 0
+        self.areas_mm2: list[float] = []  # counted defects, as the results report them
+        self.lengths_mm: list[float] = []
 
     def add(self, item: Finished) -> None:
         truth = item.frame.truth or []
         res = item.result
         counted = [d for d in res["defects"] if d["accepted"]]
+        sizes = [(d["area_mm2"], length_px(det) * (d["area_mm2"] / d["area_px"]) ** 0.5)
+                 for d, det in zip(res["defects"], item.detections, strict=False)
+                 if d["accepted"] and d["area_px"] > 0]
         with self.lock:
             self.parts += 1
+            self.areas_mm2 += [a for a, _ in sizes]
+            self.lengths_mm += [length for _, length in sizes]
             ng = res["verdict"] == "NG"
             self.ng += ng
             if truth:
@@ -70,18 +79,23 @@ def run_demo(
     width: int = 512,
     height: int = 512,
     broker: str = "auto",
+    calibration: str | Path | None = "auto",
 ) -> int:
     recipe = recipe or REPO_RECIPES / "demo"
     out.mkdir(parents=True, exist_ok=True)
+    calibration, scale_note = _calibration(calibration, recipe, width, height)
     local, mqtt_cfg = _broker(broker, out)
     cfg = StationConfig.model_validate(
         {
             "station": {"site": "demo", "line": "line1", "station": "st1"},
             "cameras": [{"name": "cam0", "source": {
                 "kind": "synthetic", "seed": seed, "count": parts, "rate_hz": rate_hz,
-                "width": width, "height": height}}],
+                "width": width, "height": height},
+                "calibration": str(calibration) if calibration else None}],
             "recipe": str(recipe.resolve()),
             "storage": {"state_dir": str(out.resolve())},
+            # NG overlays under <out>/overlays/<day>/ (inspector.archive layout)
+            "archive": {"dir": ".", "ng_images": False},
             "console": False,
             "mqtt": mqtt_cfg,
         }
@@ -132,8 +146,30 @@ def run_demo(
         ]
     if local is not None:
         local.stop()
-    print(summary_table(tally, stats, wall, out, mqtt_rows))
+    print(summary_table(tally, stats, wall, out, [("scale (px to mm)", scale_note), *mqtt_rows]))
     return 0
+
+
+def _calibration(calibration: str | Path | None, recipe: Path, width: int, height: int
+                 ) -> tuple[Path | None, str]:
+    """(calibration file for the synthetic camera or None, where mm per pixel comes from).
+
+    `auto` takes calibration/demo-cam0.yaml (scripts/make_demo_calibration.py) when it was
+    made for this frame size."""
+    from inspector.calibration.store import load_calibration
+    from inspector.recipe import load_recipe
+
+    path = None
+    if calibration == "auto":
+        if DEMO_CALIBRATION.is_file() and tuple(
+                load_calibration(DEMO_CALIBRATION).image_size) == (width, height):
+            path = DEMO_CALIBRATION
+    elif calibration not in (None, "none"):
+        path = Path(calibration).resolve()
+    cal = load_calibration(path) if path else None
+    if cal is not None and cal.scale is not None:
+        return path, f"{cal.scale.mm_per_px:.5g} mm/px from calibration {path}"
+    return path, f"{load_recipe(recipe).mm_per_px:.5g} mm/px from the recipe"
 
 
 def _broker(broker: str, out: Path) -> tuple[object | None, dict | None]:
@@ -154,6 +190,13 @@ def _broker(broker: str, out: Path) -> tuple[object | None, dict | None]:
     return local, {"host": "127.0.0.1", "port": local.port, **common}
 
 
+def _spread(values: list[float], unit: str) -> str:
+    if not values:
+        return "n/a"
+    v = sorted(values)
+    return f"{v[len(v) // 2]:.3g} {unit} ({v[0]:.3g}..{v[-1]:.3g}), {len(v)} defects"
+
+
 def summary_table(t: Tally, stats, wall: float, out: Path,
                   extra: list[tuple[str, str]] | None = None) -> str:
     lat = stats.percentiles()
@@ -169,6 +212,8 @@ def summary_table(t: Tally, stats, wall: float, out: Path,
         ("good parts rejected (false reject rate)", pct(t.fp, t.fp + t.tn)),
         ("injected defects found (IoU >= 0.1)", pct(t.found, t.defects)),
         ("found defects with the right class", pct(t.class_ok, t.found)),
+        ("counted defect area, median (min..max)", _spread(t.areas_mm2, "mm2")),
+        ("counted defect length, median (min..max)", _spread(t.lengths_mm, "mm")),
         ("throughput", f"{t.parts / max(wall, 1e-9):.1f} parts/s (wall {wall:.1f} s)"),
     ]
     for stage in ("preprocess", "infer", "decide", "total"):

@@ -31,6 +31,8 @@ def draw(image: np.ndarray, result: dict) -> np.ndarray:
         x, y, w, h = (int(round(v)) for v in d["bbox"])
         cv2.rectangle(out, (x, y), (x + w, y + h), colour, 2 if d.get("accepted") else 1)
         label = f"{d['class']} {d['score']:.2f}"
+        if "area_mm2" in d:  # sizes in mm (the camera's calibration or the recipe's scale)
+            label += f" {d['area_mm2']:.3g}mm2"
         cv2.putText(out, label, (x, max(y - 4, 10)), cv2.FONT_HERSHEY_SIMPLEX, 0.4, colour, 1,
                     cv2.LINE_AA)
     head = f"{result['verdict']} code {result['code']} {result['part_id']}"

@@ -1,14 +1,22 @@
 """The pipeline: every thread Inspector owns for inspection lives here, in plain sight.
 
     acq-<camera> (one per camera)  --DropOldestQueue-->  infer  --Queue-->  results
-    source.grab -> Frame              preprocess/detect/decide    sinks, overlays, release
+    source.grab -> Frame              preprocess/detect/decide    sinks, archive.submit
+                                                                      --bounded queue-->  archive
+                                                                    images, overlays, retention
 
 Acquisition never waits for the detector: the frame queue drops its oldest frame when
 full and counts it. Only offline sources (replay, synthetic without a rate) are paced by
 the consumer instead, so that a dataset run inspects every image. A frame taken by the
 inference thread always yields a result (an inspection error yields an NG result,
 fail-safe for the reject gate), and every result is handed to every sink before shutdown
-completes.
+completes. The archive thread never holds up the result thread: a full archive queue
+or a full disk drops the images (inspector.archive counts them), never a result.
+Progress stamps (`acq_beat`, `last_frame`, `busy_since`, `last_progress`, `emit_since`)
+are read by inspector.supervisor on the service's main thread. Threads outside this
+module: the `control` socket thread (inspector.control), `mqtt-publisher` and
+`mqtt-commands` (inspector.mqtt), paho's network thread, and prometheus-client's HTTP
+thread when `health.prometheus_port` is set.
 """
 
 from __future__ import annotations
@@ -19,13 +27,13 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
+from inspector.archive import Archive
+from inspector.calibration.sizes import size_reason
 from inspector.decision import Verdict, decide
 from inspector.detector.base import Detection, Detector
 from inspector.frames import Frame
-from inspector.overlay import write_overlay
-from inspector.preprocess import preprocess
+from inspector.preprocess import Preprocessor
 from inspector.queues import DropOldestQueue
 from inspector.recipe import Recipe
 from inspector.results import ResultBuilder
@@ -67,8 +75,9 @@ class Pipeline:
         result_queue: int = 64,
         on_result: Callable[[Finished], None] | None = None,
         grab_timeout: float = 0.2,
-        overlay_dir: Path | None = None,
+        archive: Archive | None = None,
         on_camera_status: Callable[[str, str], None] | None = None,
+        preprocessors: dict[str, Preprocessor] | None = None,
     ) -> None:
         self.sources = sources
         self._active = active
@@ -79,15 +88,22 @@ class Pipeline:
         self.results: queue.Queue[Finished | None] = queue.Queue(result_queue)
         self.on_result = on_result
         self.grab_timeout = grab_timeout
-        self.overlay_dir = overlay_dir  # NG parts get an overlay image, named in image_uri
+        self.archive = archive  # NG images/overlays, OK samples; its file is the image_uri
         self.on_camera_status = on_camera_status
+        # per camera, built once at start: calibration (flat field, undistortion, mm/px)
+        self.preprocessors = preprocessors or {}
+        self._plain = Preprocessor()
         self._stop_acq = threading.Event()
         self._stop_infer = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._threads_after: list[threading.Thread] = []  # end after the result thread
         self._acq_alive = 0
         self._lock = threading.Lock()
         self.busy_since: float | None = None  # monotonic start of the frame in inference
         self.last_progress = time.monotonic()
+        self.acq_beat: dict[str, float] = {}  # camera -> last loop of its thread (monotonic)
+        self.last_frame: dict[str, float] = {}  # camera -> arrival of its last frame
+        self.emit_since: float | None = None  # start of the result being handed to sinks
 
     # -- control -------------------------------------------------------------------
     @property
@@ -107,7 +123,11 @@ class Pipeline:
         self._acq_alive = len(self.sources)
         self._infer_thread = threading.Thread(target=self._infer, name="infer", daemon=True)
         self._result_thread = threading.Thread(target=self._emit, name="results", daemon=True)
-        for t in (*self._threads, self._infer_thread, self._result_thread):
+        if self.archive is not None:
+            self._threads_after.append(threading.Thread(target=self.archive.run, name="archive",
+                                                        daemon=True))
+        for t in (*self._threads, self._infer_thread, self._result_thread,
+                  *self._threads_after):
             t.start()
 
     def finished(self) -> bool:
@@ -135,6 +155,13 @@ class Pipeline:
         if self._result_thread.is_alive():  # a sink is slow: results must still get out
             log.warning("result sinks still busy at the stop deadline; waiting for them")
             self._result_thread.join()
+        if self.archive is not None:  # queued images while time allows; the rest counted
+            self.archive.finish()
+            for t in self._threads_after:
+                t.join(max(t_end - time.monotonic(), 0.05))
+                if t.is_alive():
+                    self.archive.abort()  # ends after the file being written
+                    t.join(1.0)
 
     # -- threads ---------------------------------------------------------------------
     def _dropped_at_shutdown(self, frame: Frame) -> None:
@@ -159,6 +186,7 @@ class Pipeline:
         status = "online"
         try:
             while not self._stop_acq.is_set():
+                self.acq_beat[src.name] = time.monotonic()
                 # an offline source renders or reads its next frame only when the queue is
                 # empty, so its frames wait for at most the one in inference
                 if src.paced_by_consumer and not self.frames.wait_below(1, self.grab_timeout):
@@ -180,15 +208,18 @@ class Pipeline:
                     continue
                 errors = 0
                 frame.t_arrival = time.monotonic()
+                self.last_frame[src.name] = frame.t_arrival
                 self.stats.count("frames_in")
                 if src.paced_by_consumer:  # offline source: wait for room, lose nothing
                     while not self.frames.put_wait(frame, 0.1):
+                        self.acq_beat[src.name] = time.monotonic()  # waiting is no stall
                         if self._stop_acq.is_set():
                             self._dropped_at_shutdown(frame)
                             break
                 else:
                     self.frames.put(frame)
         finally:
+            self.acq_beat.pop(src.name, None)
             with self._lock:
                 self._acq_alive -= 1
 
@@ -212,13 +243,19 @@ class Pipeline:
         self.busy_since = time.monotonic()
         frame.stamp("queue")
         offset = (0, 0)
+        mm_per_px = recipe.mm_per_px
         try:
-            pre = preprocess(frame.image, recipe.roi)
+            pre = self.preprocessors.get(frame.camera, self._plain)(frame.image, recipe.roi)
             offset = pre.offset
+            mm_per_px = pre.mm_per_px or recipe.mm_per_px  # a calibrated scale wins
             frame.stamp("preprocess")
             detections = detector.detect(pre.image)
             frame.stamp("infer")
-            verdict = decide(detections, recipe, recipe.mm_per_px)
+            verdict = decide(detections, recipe, mm_per_px)
+            if not verdict.ok:  # sizes in mm and the scale's source, in `reasons`
+                sizes = size_reason(detections, verdict.accepted, mm_per_px, pre.scale_source)
+                if sizes:
+                    verdict.reasons.append(sizes)
         except Exception as exc:  # fail safe: a part we could not inspect is rejected
             log.exception("inspection of %s failed", frame.part_id)
             self.stats.count("inspect_errors")
@@ -226,7 +263,7 @@ class Pipeline:
             verdict = Verdict(False, ERROR_CODE, 1.0, [f"inspection error: {exc}"], [])
         frame.stamp("decide")
         result = self.builder.build(frame, detections, verdict, recipe.ref,
-                                    detector.model_sha256, recipe.mm_per_px, offset)
+                                    detector.model_sha256, mm_per_px, offset)
         self.busy_since = None
         self.last_progress = time.monotonic()
         return Finished(frame, result, detections, verdict, offset)
@@ -236,14 +273,15 @@ class Pipeline:
             item = self.results.get()
             if item is None:
                 break
+            self.emit_since = time.monotonic()
             try:
-                if self.overlay_dir is not None and item.result["verdict"] == "NG":
+                if self.archive is not None:  # never blocks: queues a copy or drops it
                     try:
-                        path = write_overlay(self.overlay_dir, item.frame.image, item.result)
-                        item.result["image_uri"] = path.resolve().as_uri()
+                        item.result["image_uri"] = self.archive.submit(item.frame.image,
+                                                                       item.result)
                     except Exception:
-                        self.stats.count("overlay_errors")
-                        log.exception("overlay for %s failed", item.result["event_id"])
+                        self.stats.count("archive_errors")
+                        log.exception("archiving %s failed", item.result["event_id"])
                 for sink in self.sinks:
                     try:
                         sink.emit(item.result)
@@ -254,6 +292,7 @@ class Pipeline:
                 if self.on_result is not None:
                     self.on_result(item)
             finally:
+                self.emit_since = None
                 self.stats.count("results")
                 self.stats.count("ng" if item.result["verdict"] == "NG" else "ok")
                 self.stats.observe(item.result["latency_ms"])

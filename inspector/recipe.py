@@ -11,16 +11,18 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import cv2
 import numpy as np
+import yaml
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from inspector.detector.base import PromptExample
 from inspector.sources.base import StrictModel
-from inspector.validation import InvalidFile, require_unique, validate_file
+from inspector.validation import InvalidFile, _line_of, require_unique, validate_file
 
 TopicSafe = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
@@ -46,10 +48,11 @@ class UnknownRule(StrictModel):
     plc_code: Annotated[int, Field(ge=1, le=65535)] = 99
     severity: Literal["minor", "major", "critical"] = "major"
     target_false_alarm_rate: Annotated[float, Field(gt=0, lt=1)] = 0.01
+    params: dict[str, Any] = Field(default_factory=dict)  # inspector.unknown.UnknownParams
 
 
 class DetectorSettings(StrictModel):
-    kind: Literal["texture"] = "texture"
+    kind: Literal["texture", "prompt"] = "texture"
     params: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -135,37 +138,86 @@ def content_hash(folder: Path) -> str:
     return h.hexdigest()
 
 
+def _json_lines(text: str) -> Callable[[tuple], int | None]:
+    """Line of a path (`("annotations", 3, "bbox")`) in a JSON text, for error messages.
+
+    JSON is YAML, and the YAML composer keeps line marks; composed only when needed.
+    """
+    node: list = []
+
+    def line(loc: tuple) -> int | None:
+        if not node:
+            try:
+                node.append(yaml.compose(text, Loader=getattr(yaml, "CSafeLoader",
+                                                              yaml.SafeLoader)))
+            except yaml.YAMLError:
+                node.append(None)
+        return _line_of(node[0], loc) if node[0] is not None else None
+
+    return line
+
+
 def _check_prompt_bank(recipe: Recipe) -> list[str]:
-    """Every prompt annotation must name a recipe class, a readable image and a sane box."""
+    """Every prompt annotation must name a recipe class, a readable image and a sane box.
+
+    Each error reads `file:line: annotations[n].field: message`.
+    """
     file = recipe.folder / recipe.prompts
     try:
-        coco = json.loads(file.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
+        text = file.read_text(encoding="utf-8")
+        coco = json.loads(text)
+    except json.JSONDecodeError as exc:
+        return [f"{file}:{exc.lineno}: cannot read prompt bank: {exc.msg}"]
+    except (OSError, UnicodeDecodeError) as exc:
         return [f"{file}: cannot read prompt bank: {exc}"]
+    if not isinstance(coco, dict) or not all(
+        isinstance(coco.get(k, []), list) for k in ("images", "annotations", "categories")
+    ):
+        return [f"{file}:1: (top level): expected an object with lists images, annotations, "
+                "categories"]
+    line_of = _json_lines(text)
+
+    def where(*loc) -> str:
+        line = line_of(loc)
+        return f"{file}:{line}" if line else str(file)
+
     errors = []
+    for key in ("images", "annotations", "categories"):
+        for n, item in enumerate(coco.get(key, [])):
+            if not isinstance(item, dict):
+                errors.append(f"{where(key, n)}: {key}[{n}]: expected an object")
+    if errors:
+        return errors
     cats = {c.get("id"): c.get("name") for c in coco.get("categories", [])}
     images = {i.get("id"): i for i in coco.get("images", [])}
     names = {c.name for c in recipe.classes}
     seen_ids = set()
     for n, ann in enumerate(coco.get("annotations", [])):
-        where = f"{file}: annotations[{n}]"
+        ref = f"annotations[{n}]"
         pid = str(ann.get("prompt_id", ann.get("id")))
         if pid in seen_ids:
-            errors.append(f"{where}.prompt_id: duplicate prompt_id {pid!r}")
+            errors.append(f"{where('annotations', n, 'prompt_id')}: {ref}.prompt_id: "
+                          f"duplicate prompt_id {pid!r}")
         seen_ids.add(pid)
         cname = cats.get(ann.get("category_id"))
         if cname is None:
-            errors.append(f"{where}.category_id: unknown category {ann.get('category_id')!r}")
+            errors.append(f"{where('annotations', n, 'category_id')}: {ref}.category_id: "
+                          f"unknown category {ann.get('category_id')!r}")
         elif cname not in names:
-            errors.append(f"{where}.category_id: class {cname!r} is not in the recipe's classes")
+            errors.append(f"{where('annotations', n, 'category_id')}: {ref}.category_id: "
+                          f"class {cname!r} is not in the recipe's classes")
         img = images.get(ann.get("image_id"))
         if img is None:
-            errors.append(f"{where}.image_id: no image with id {ann.get('image_id')!r}")
-        elif not (file.parent / img.get("file_name", "")).is_file():
-            errors.append(f"{where}: image file not found: {file.parent / img.get('file_name')}")
+            errors.append(f"{where('annotations', n, 'image_id')}: {ref}.image_id: "
+                          f"no image with id {ann.get('image_id')!r}")
+        elif not (file.parent / str(img.get("file_name", ""))).is_file():
+            errors.append(f"{where('annotations', n, 'image_id')}: {ref}: image file not "
+                          f"found: {file.parent / str(img.get('file_name'))}")
         bbox = ann.get("bbox")
-        if not (isinstance(bbox, list) and len(bbox) == 4 and bbox[2] > 0 and bbox[3] > 0):
-            errors.append(f"{where}.bbox: must be [x, y, w, h] with w, h > 0 (got {bbox!r})")
+        if not (isinstance(bbox, list) and len(bbox) == 4
+                and all(isinstance(v, int | float) for v in bbox) and bbox[2] > 0 and bbox[3] > 0):
+            errors.append(f"{where('annotations', n, 'bbox')}: {ref}.bbox: must be "
+                          f"[x, y, w, h] with w, h > 0 (got {bbox!r})")
     return errors
 
 

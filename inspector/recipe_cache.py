@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from inspector.detector.base import Detector
+from inspector.hashing import file_sha256 as _file_sha256
 from inspector.recipe import Recipe, content_hash, load_normals, load_prompts
 from inspector.validation import InvalidFile
 
@@ -71,12 +72,6 @@ def cache_paths(recipe: Recipe) -> tuple[Path, Path]:
     return folder / STATE_FILE, folder / META_FILE
 
 
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def expected_key(recipe: Recipe, detector: Detector) -> dict:

@@ -14,17 +14,25 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from inspector.archive import Archive
 from inspector.config import StationConfig
 from inspector.control import ControlServer
 from inspector.detector import build_detector
 from inspector.frames import FramePool
+from inspector.health import PrometheusExporter, stats_payload
+from inspector.logs import register_secret
+from inspector.notify import Notifier
 from inspector.pipeline import ActiveRecipe, Finished, Pipeline
-from inspector.recipe import load_normals, load_prompts, load_recipe, recipe_file
+from inspector.preprocess import Preprocessor
+from inspector.recipe import load_recipe
+from inspector.recipe_cache import enroll_cached, enroll_isolated
+from inspector.recipe_store import find_recipe
 from inspector.results import ResultBuilder
 from inspector.sinks.base import ResultSink
 from inspector.sinks.console import ConsoleSink
 from inspector.sinks.jsonl import JsonlSink
 from inspector.sources import build_source
+from inspector.supervisor import Supervisor
 
 log = logging.getLogger(__name__)
 STOP_DEADLINE_S = 4.0  # SIGTERM to exit within 5 s, including sink flush
@@ -35,13 +43,21 @@ def control_path(cfg: StationConfig) -> Path:
     return cfg.storage.state_dir / "control.sock"
 
 
-def load_active(path: Path, progress: bool = False) -> ActiveRecipe:
-    """Validate a recipe and enrol its detector: only a fully ready recipe is returned."""
+def load_active(path: Path, progress: bool = False, expect_rev: int | None = None,
+                isolate: bool = False) -> ActiveRecipe:
+    """Validate a recipe and enrol its detector: only a fully ready recipe is returned.
+
+    The enrolment comes from the recipe's cache when it fits (inspector.recipe_cache);
+    `isolate` (a switch while the line runs) enrols a cache miss in a child process.
+    """
     recipe = load_recipe(path)
-    detector = build_detector(recipe.detector)
-    t0 = time.monotonic()
-    detector.enroll(load_prompts(recipe), load_normals(recipe), progress=progress)
-    log.info("recipe %s rev %s enrolled in %.1f s", recipe.id, recipe.rev, time.monotonic() - t0)
+    if expect_rev is not None and recipe.rev != expect_rev:
+        raise ValueError(f"recipe {recipe.id!r} is at rev {recipe.rev}, not {expect_rev}")
+    detector = build_detector(recipe.detector, recipe.unknown)
+    got = (enroll_isolated(recipe, detector) if isolate
+           else enroll_cached(recipe, detector, progress=progress))
+    log.info("recipe %s rev %s %s in %.2f s", recipe.id, recipe.rev,
+             "loaded from cache" if got.hit else "enrolled", got.seconds)
     return ActiveRecipe(recipe, detector)
 
 
@@ -63,6 +79,9 @@ class Service:
         self.mqtt = None  # the MqttSink when the station has an `mqtt:` section
         self.control: ControlServer | None = None
         self.builder = ResultBuilder()
+        self.notifier = Notifier.from_env()  # sd_notify; a no-op outside systemd
+        self.supervisor: Supervisor | None = None
+        self.exporter: PrometheusExporter | None = None
         self._next_stats = 0.0
         self._stop_lock = threading.Lock()
         self._switch_lock = threading.Lock()
@@ -73,8 +92,15 @@ class Service:
         active = load_active(cfg.recipe, progress=self.progress)
         cams = [c for c in cfg.cameras if c.enabled]
         sources = [build_source(c.name, c.source) for c in cams]
+        # per camera, once: calibration loaded, undistortion maps computed (before opening)
+        preprocessors = {c.name: Preprocessor(c.calibration) for c in cams}
         depth = cfg.queues.frames + cfg.queues.results + 2  # queued + in flight
         pool = FramePool(size=depth + cfg.queues.pool_spare)
+        if cfg.mqtt is not None and cfg.mqtt.enabled:
+            try:
+                register_secret(cfg.mqtt.read_password())  # never printed from now on
+            except Exception:
+                pass  # the publisher reports an unreadable password source
         self.sinks = self._build_sinks()
         opened = []
         try:
@@ -97,8 +123,10 @@ class Service:
             frame_queue=cfg.queues.frames,
             result_queue=cfg.queues.results,
             on_result=self.on_result,
-            overlay_dir=cfg.storage.resolve(cfg.storage.overlays_dir),
+            archive=(Archive(cfg.archive, cfg.storage.resolve(cfg.archive.dir))
+                     if cfg.archive.enabled else None),
             on_camera_status=self._camera_status,
+            preprocessors=preprocessors,
         )
         self.pipeline.start()
         self.control = ControlServer(control_path(cfg))
@@ -107,8 +135,14 @@ class Service:
         self.control.register("switch", lambda req: {"recipe": self.switch_recipe(
             str(req.get("recipe_id", "")), req.get("rev"))})
         self.control.start()
+        self.supervisor = Supervisor(cfg.supervisor, self.pipeline, self.notifier, self.mqtt)
+        if cfg.health.prometheus_port is not None:
+            self.exporter = PrometheusExporter(cfg.health, self.stats)
+            self.exporter.start()
         log.info("inspecting with %d camera(s), recipe %s rev %s", len(sources),
                  active.recipe.id, active.recipe.rev)
+        # cameras open, detector enrolled; the broker may still be away (the outbox waits)
+        self.supervisor.ready()
 
     def _camera_status(self, camera: str, status: str) -> None:
         for sink in self.sinks:
@@ -146,13 +180,12 @@ class Service:
             return self._switch(recipe_id, rev)
 
     def _switch(self, recipe_id: str, rev: int | None) -> dict:
-        folder = Path(self.cfg.recipes_dir) / recipe_id
-        if not recipe_file(folder).is_file():
-            raise FileNotFoundError(f"unknown recipe {recipe_id!r} (no {recipe_file(folder)})")
-        active = load_active(folder)
-        if rev is not None and active.recipe.rev != rev:
-            raise ValueError(f"recipe {recipe_id!r} is at rev {active.recipe.rev}, not {rev}")
+        t0 = time.monotonic()
+        folder = find_recipe(Path(self.cfg.recipes_dir), recipe_id)
+        active = load_active(folder, expect_rev=rev, isolate=True)
         self.pipeline.swap(active)
+        log.info("switch to %s rev %s took %.2f s", recipe_id, active.recipe.rev,
+                 time.monotonic() - t0)
         for sink in self.sinks:
             sink.state_changed(self.state(active))
         return active.recipe.ref
@@ -166,15 +199,16 @@ class Service:
         signal.signal(signal.SIGINT, handler)
 
     def stats(self) -> dict:
-        """The `stats` payload: fps, per-stage latency, counters and drops."""
-        snap = self.pipeline.stats.snapshot()
-        c = snap["counters"]
-        snap["drops"] = {"queue": c.get("dropped_queue", 0),
-                         "shutdown": c.get("dropped_shutdown", 0)}
-        return snap
+        """The `stats` payload: fps, latency, drops, cameras, disk, health (inspector.health)."""
+        return stats_payload(self)
 
     def tick(self) -> None:
-        """Periodic duties of the main thread: the `stats` topic."""
+        """Periodic duties of the main thread: supervision, watchdog, the `stats` topic."""
+        if self.supervisor is not None:
+            try:
+                self.supervisor.tick()
+            except Exception:  # never let a supervision bug feed or kill anything by itself
+                log.exception("supervisor tick failed")
         now = time.monotonic()
         if self.mqtt is not None and now >= self._next_stats:
             self._next_stats = now + self.cfg.stats_interval_s
@@ -203,14 +237,17 @@ class Service:
             self._stop()
 
     def _stop(self) -> None:
+        self.notifier.stopping()
+        if self.exporter is not None:
+            self.exporter.stop()
         if self.control is not None:
             self.control.stop()
         if self.pipeline is not None:
             self.pipeline.stop(STOP_DEADLINE_S)
             c = self.pipeline.stats.counters
-            log.info("stopped: " + " ".join(
-                f"{k}={c.get(k, 0)}" for k in ("frames_in", "results", "ng", "dropped_queue",
-                                               "dropped_shutdown", "inspect_errors")))
+            log.info("stopped", extra={"kv": {
+                k: c.get(k, 0) for k in ("frames_in", "results", "ng", "dropped_queue",
+                                         "dropped_shutdown", "inspect_errors")}})
             for src in self.pipeline.sources:
                 try:
                     src.close()

@@ -10,14 +10,20 @@ cd "$(dirname "$0")/.."
 extras=""
 [[ "${1:-}" == "--dev" ]] && extras="[dev,train]"
 
-# Debian packages: mosquitto (the local broker of the demo and the MQTT tests).
-if ! command -v mosquitto >/dev/null && [[ ! -x /usr/sbin/mosquitto ]]; then
+# Debian packages: mosquitto (the local broker of the demo and the MQTT tests); for the
+# tests also systemd (systemd-analyze verify/security) and shellcheck (installer scripts).
+debs=(mosquitto mosquitto-clients)
+[[ -n "$extras" ]] && debs+=(systemd shellcheck)
+missing=()
+for d in "${debs[@]}"; do
+    dpkg-query -W -f='${Status}' "$d" 2>/dev/null | grep -q "ok installed" || missing+=("$d")
+done
+if (( ${#missing[@]} )); then
     SUDO=""
     [[ $(id -u) -ne 0 ]] && SUDO="sudo"
-    echo ">> installing Debian packages: mosquitto mosquitto-clients"
+    echo ">> installing Debian packages: ${missing[*]}"
     $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq mosquitto mosquitto-clients \
-        >/dev/null
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
 PY="${PYTHON:-python3.11}"

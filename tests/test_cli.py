@@ -79,8 +79,8 @@ def test_run_stops_on_sigterm_without_losing_results(tmp_path: Path) -> None:
     validator = jsonschema.Draft202012Validator(schema("result"))
     for r in lines:
         validator.validate(r)
-    stopped = next(s for s in err.splitlines() if "stopped:" in s)
-    counts = dict(kv.split("=") for kv in stopped.split("stopped: ")[1].split())
+    stopped = next(s for s in out.splitlines() if " msg=stopped " in s)  # key=value log
+    counts = dict(kv.split("=", 1) for kv in stopped.split(" msg=stopped ")[1].split())
     assert int(counts["results"]) == len(lines)
     assert int(counts["frames_in"]) == (int(counts["results"]) + int(counts["dropped_queue"])
                                         + int(counts["dropped_shutdown"]))
@@ -96,6 +96,6 @@ def test_demo_end_to_end(tmp_path: Path) -> None:
     assert len(results) == 12
     ng = [r for r in results if r["verdict"] == "NG"]
     assert ng, "the demo's synthetic defects were not found"
-    overlays = sorted((out / "overlays").glob("*.png"))
+    overlays = sorted((out / "overlays").rglob("*.png"))  # archive: overlays/<day>/
     assert len(overlays) == len(ng)
     assert all(r["image_uri"].startswith("file://") for r in ng)

@@ -245,7 +245,7 @@ def test_result_thread_releases_frames_even_when_sink_fails(recipe_dir: Path) ->
 
     src = TickSource("cam0", 5)
     p = Pipeline([src], ActiveRecipe(load_recipe(recipe_dir), SlowDetector()), [Broken()],
-                 ResultBuilder())
+                 ResultBuilder(), frame_queue=16)  # all 5 frames fit: none dropped under load
     src.open(FramePool(8))
     p.start()
     assert p.wait(10)

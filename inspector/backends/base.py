@@ -7,7 +7,6 @@ runs them by name; callers (the prompt detector) never see which runtime is unde
 
 from __future__ import annotations
 
-import hashlib
 from abc import ABC, abstractmethod
 from pathlib import Path
 
@@ -31,12 +30,6 @@ def graph_paths(model_dir: Path) -> dict[str, Path]:
     return paths
 
 
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 class Backend(ABC):

@@ -17,8 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from inspector.backends.base import Backend, BackendError, file_sha256, graph_paths
+from inspector.backends.base import Backend, BackendError, graph_paths
 from inspector.backends.engine_cache import EngineCache, EngineKey
+from inspector.hashing import file_sha256
 
 log = logging.getLogger(__name__)
 

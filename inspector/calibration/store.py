@@ -26,6 +26,7 @@ from pydantic import Field, field_validator
 
 from inspector.calibration.inputs import CalibrationError
 from inspector.calibration.targets import TargetSpec
+from inspector.hashing import file_sha256 as sha256_file
 from inspector.sources.base import StrictModel
 from inspector.validation import InvalidFile, validate_file
 
@@ -153,12 +154,6 @@ class CameraCalibration(StrictModel):
         return dark, gain
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def load_calibration(path: Path) -> CameraCalibration:

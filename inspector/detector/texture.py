@@ -108,6 +108,7 @@ class TextureDetector(Detector):
         self.proto_ids: list[str] = []
         self.scale = np.ones(len(FEATURE_NAMES), np.float32)
         self.unknown_dist = np.inf
+        self._sha256: str | None = None  # model_sha256, computed once per enrolment
 
     # --- enrolment -------------------------------------------------------------------
     def enroll(
@@ -126,6 +127,7 @@ class TextureDetector(Detector):
         aligner = Aligner(fs[0])
         ref = np.mean([aligner.align(f)[0] for f in fs], axis=0)
         self.aligner = Aligner(ref)  # the mean has no grain: steadier matching later
+        self.align_ref = ref  # kept for enrolled_state(): the aligner is rebuilt from it
         aligned, shifts = zip(*(self.aligner.align(f) for f in fs), strict=True)
         self.ref = np.mean(aligned, axis=0).astype(np.float32)
         self.printed = print_map(self.ref)
@@ -150,6 +152,7 @@ class TextureDetector(Detector):
             self.normal_max.append(float(amap.max()))
         self.threshold = p.margin * max(self.normal_max)
         self._enroll_prompts(prompts, progress)
+        self._sha256 = None
 
     def _moments(self, mean: np.ndarray, mean_sq: np.ndarray, n: int) -> tuple[np.ndarray, ...]:
         """Per-pixel mean and a smoothed, floored spread (unbiased variance)."""
@@ -266,9 +269,67 @@ class TextureDetector(Detector):
             ))
         return out
 
+    # --- cacheable enrolment ------------------------------------------------------------
+    def enrolled_state(self) -> dict[str, np.ndarray] | None:
+        """Everything enroll() computed, as plain arrays (strings as unicode arrays)."""
+        if self.shape is None:
+            return None
+        return {
+            "align_ref": self.align_ref,
+            "ref": self.ref, "mean": self.mean, "std": self.std,
+            "threshold": np.float64(self.threshold), "normal_max": np.array(self.normal_max),
+            "protos": self.protos, "proto_cls": np.array(self.proto_cls, dtype=str),
+            "proto_ids": np.array(self.proto_ids, dtype=str), "scale": self.scale,
+            "unknown_dist": np.float64(self.unknown_dist),
+        }
+
+    def load_enrolled_state(self, state: dict[str, np.ndarray]) -> None:
+        """Restore enrolled_state(); raise ValueError (changing nothing) if it does not fit."""
+        need = ("align_ref", "ref", "mean", "std", "threshold", "normal_max", "protos",
+                "proto_cls", "proto_ids", "scale", "unknown_dist")
+        missing = [k for k in need if k not in state]
+        if missing:
+            raise ValueError(f"texture state lacks {', '.join(missing)}")
+        ref = np.asarray(state["ref"], np.float32)
+        shape = ref.shape
+        n_feat, n_bands = len(FEATURE_NAMES), len(self.bank)
+        protos = np.asarray(state["protos"], np.float32)
+        cls = [str(v) for v in np.asarray(state["proto_cls"]).reshape(-1)]
+        ids = [str(v) for v in np.asarray(state["proto_ids"]).reshape(-1)]
+        checks = {
+            "ref": ref.ndim == 2,
+            "align_ref": np.shape(state["align_ref"]) == shape,
+            "mean": np.shape(state["mean"]) == (n_bands, *shape),
+            "std": np.shape(state["std"]) == (n_bands, *shape),
+            "protos": protos.ndim == 2 and protos.shape[1] == n_feat,
+            "proto_cls": len(cls) == len(protos),
+            "proto_ids": len(ids) == len(protos),
+            "scale": np.shape(state["scale"]) == (n_feat,),
+        }
+        bad = [k for k, ok in checks.items() if not ok]
+        if bad:
+            raise ValueError(f"texture state does not fit these params: {', '.join(bad)}")
+        self.align_ref = np.asarray(state["align_ref"])
+        self.aligner = Aligner(self.align_ref)
+        self.ref, self.printed = ref, print_map(ref)
+        self.mean = np.asarray(state["mean"], np.float32)
+        self.std = np.asarray(state["std"], np.float32)
+        self.threshold = float(state["threshold"])
+        self.normal_max = [float(v) for v in np.asarray(state["normal_max"]).reshape(-1)]
+        self.protos, self.proto_cls, self.proto_ids = protos, cls, ids
+        self.scale = np.asarray(state["scale"], np.float32)
+        self.unknown_dist = float(state["unknown_dist"])
+        self.shape = shape
+        self._sha256 = None
+
     @property
     def model_sha256(self) -> str:
-        """Hash of code version, params and the enrolled state: equal inputs, equal hash."""
+        """Hash of code version, params and the enrolled state: equal inputs, equal hash.
+
+        Computed once per enrolment: every result names it.
+        """
+        if self._sha256 is not None:
+            return self._sha256
         h = hashlib.sha256(VERSION.encode())
         h.update(json.dumps(self.params.model_dump(), sort_keys=True).encode())
         if self.shape is not None:
@@ -276,4 +337,5 @@ class TextureDetector(Detector):
             for a in (self.ref, self.mean, self.std, self.protos, self.scale):
                 h.update(np.ascontiguousarray(a).tobytes())
             h.update(json.dumps([self.proto_cls, self.proto_ids]).encode())
-        return h.hexdigest()
+        self._sha256 = h.hexdigest()
+        return self._sha256

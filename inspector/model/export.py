@@ -101,7 +101,7 @@ def parity(net: PromptDetectorNet, folder: Path, images: list[np.ndarray],
 
 def write_files_manifest(folder: Path) -> None:
     """Add the sha256 of every graph to the model's manifest."""
-    from inspector.model.train import sha256_file
+    from inspector.hashing import file_sha256 as sha256_file
 
     path = folder / "manifest.json"
     manifest = json.loads(path.read_text(encoding="utf-8"))

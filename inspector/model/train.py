@@ -10,7 +10,6 @@ trainable weights (`weights.pt`, a plain state dict) and a manifest JSON.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import platform
@@ -24,6 +23,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from inspector.detector.prompt_inputs import STRIDE
+from inspector.hashing import file_sha256 as sha256_file
 from inspector.model.cpe import cpe_loss
 from inspector.model.episodes import Episode, EpisodeSampler, FeatureCache
 from inspector.model.pqs import gumbel_topk
@@ -260,12 +260,6 @@ def train(cache: FeatureCache, cfg: TrainConfig, net_cfg: NetConfig | None = Non
                  "val_before": before, "val_after": after}
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def data_summary(cache: FeatureCache, sources: list) -> dict:

@@ -1,0 +1,84 @@
+"""The visual-prompt detector (kind "prompt") on ONNX Runtime: enrol, detect, restore."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from prompt_fixtures import runtime_model
+
+from inspector.detector import build_detector
+from inspector.detector.base import PromptExample
+from inspector.detector.prompt import PromptDetector, nms
+from inspector.recipe import DetectorSettings
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory) -> tuple[Path, int]:
+    return runtime_model(tmp_path_factory)
+
+
+def _prompts(size: int) -> list[PromptExample]:
+    from inspector.synthetic import frame_rng, render_part
+
+    out = []
+    for i, kind in enumerate(["scratch", "pit", "stain"]):
+        img, truths = render_part(frame_rng(11, i), size, size, defects=[kind])
+        t = truths[0]
+        out.append(PromptExample(f"{kind}-1", kind, img, tuple(float(v) for v in t.bbox), t.mask))
+    return out
+
+
+def test_enrol_detect_and_restore(model):
+    folder, size = model
+    det = build_detector(DetectorSettings(kind="prompt", params={
+        "model": str(folder), "backend": "onnxruntime", "size": size, "min_score": 0.0,
+        "threads": 1}))
+    assert isinstance(det, PromptDetector)
+    det.enroll(_prompts(size), [])
+    assert det.classes == ["scratch", "pit", "stain"]
+    assert np.allclose(np.linalg.norm(det.protos, axis=1), 1, atol=1e-4)
+    from inspector.synthetic import frame_rng, render_part
+
+    frame = render_part(frame_rng(12, 0), 2 * size, size)[0]  # another size than the input
+    dets = det.detect(frame)
+    assert dets, "min_score 0 keeps every query that survives NMS"
+    for d in dets:
+        x, y, w, h = d.bbox
+        assert d.cls in det.classes and 0 <= d.score <= 1
+        assert 0 <= x and 0 <= y and x + w <= frame.shape[1] + 1 and y + h <= frame.shape[0] + 1
+        assert d.mask is not None and d.mask.dtype == bool
+        assert d.mask.shape == (min(round(h), frame.shape[0] - round(y)),
+                                min(round(w), frame.shape[1] - round(x)))
+    assert set(det.last_timing) == {"encode_ms", "head_ms"}
+    state = det.enrolled_state()
+    assert all(isinstance(v, np.ndarray) and v.dtype != object for v in state.values())
+    other = PromptDetector({"model": str(folder), "backend": "onnxruntime", "size": size,
+                            "min_score": 0.0})
+    other.load_enrolled_state(state)
+    again = other.detect(frame)
+    assert [(d.cls, d.bbox) for d in again] == [(d.cls, d.bbox) for d in dets]
+    assert len(det.model_sha256) == 64 and det.model_sha256 == other.model_sha256
+
+
+def test_bad_params_name_the_field(model):
+    folder, _ = model
+    with pytest.raises(ValueError, match="detector.params.size"):
+        PromptDetector({"model": str(folder), "size": 100})
+    with pytest.raises(ValueError, match="detector.params.colour"):
+        PromptDetector({"model": str(folder), "colour": 1})
+
+
+def test_missing_model_folder_is_named(tmp_path: Path):
+    from inspector.backends import BackendError
+
+    with pytest.raises(BackendError, match=str(tmp_path)):
+        PromptDetector({"model": str(tmp_path)})
+
+
+def test_nms_keeps_the_best_of_overlapping_boxes():
+    boxes = np.array([[0, 0, 10, 10], [1, 1, 11, 11], [20, 20, 30, 30]], float)
+    scores = np.array([0.5, 0.9, 0.4])
+    assert nms(boxes, scores, 0.5) == [1, 2]
+    assert nms(boxes, scores, 0.9) == [1, 0, 2]
