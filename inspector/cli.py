@@ -11,7 +11,8 @@ from inspector.validation import InvalidFile, load_yaml
 
 # Modules that add verbs: each has `register(subparsers)` and owns its commands.
 EXTENSIONS: list[str] = ["inspector.cli_recipe", "inspector.cli_service", "inspector.cli_model",
-                         "inspector.cli_calibrate", "inspector.cli_unknown"]
+                         "inspector.cli_calibrate", "inspector.cli_unknown",
+                         "inspector.cli_camera"]
 
 
 def _is_recipe(path: Path) -> bool:
@@ -70,7 +71,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(parts=args.parts, out=Path(args.out), seed=args.seed,
                     recipe=Path(args.recipe) if args.recipe else None, rate_hz=args.rate,
                     width=args.size, height=args.size, broker=args.broker,
-                    calibration=args.calibration)
+                    calibration=args.calibration, camera=args.camera)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -93,6 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--recipe", default=None, help="recipe folder (default: recipes/demo)")
     d.add_argument("--rate", type=float, default=None, help="parts/s (default: flat out)")
     d.add_argument("--size", type=int, default=512, help="frame width and height in pixels")
+    d.add_argument("--camera", choices=["synthetic", "genicam"], default="synthetic",
+                   help="synthetic parts, or a GenICam camera (default: simulated viky.cti)")
     d.add_argument("--broker", default="auto",
                    help="auto: start a local mosquitto; none; or HOST:PORT of a broker")
     d.add_argument("--calibration", default="auto", help="camera calibration file; auto: "

@@ -7,6 +7,7 @@ verdicts with the injected defects; NG parts get overlay images in the output fo
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import time
@@ -55,6 +56,8 @@ class Tally:
             self.lengths_mm += [length for _, length in sizes]
             ng = res["verdict"] == "NG"
             self.ng += ng
+            if item.frame.truth is None:  # a real camera: no ground truth to score
+                return
             if truth:
                 self.tp += ng
                 self.fn += not ng
@@ -80,17 +83,19 @@ def run_demo(
     height: int = 512,
     broker: str = "auto",
     calibration: str | Path | None = "auto",
+    camera: str = "synthetic",
 ) -> int:
     recipe = recipe or REPO_RECIPES / "demo"
     out.mkdir(parents=True, exist_ok=True)
+    if camera == "genicam":
+        calibration = None  # the demo calibration belongs to the synthetic camera
     calibration, scale_note = _calibration(calibration, recipe, width, height)
     local, mqtt_cfg = _broker(broker, out)
     cfg = StationConfig.model_validate(
         {
             "station": {"site": "demo", "line": "line1", "station": "st1"},
-            "cameras": [{"name": "cam0", "source": {
-                "kind": "synthetic", "seed": seed, "count": parts, "rate_hz": rate_hz,
-                "width": width, "height": height},
+            "cameras": [{"name": "cam0", "source": _source(camera, parts, seed, rate_hz,
+                                                           width, height),
                 "calibration": str(calibration) if calibration else None}],
             "recipe": str(recipe.resolve()),
             "storage": {"state_dir": str(out.resolve())},
@@ -112,12 +117,14 @@ def run_demo(
     service = Service(cfg, on_result=tally.add, progress=True)
     service.install_signal_handlers()
     where = f"broker {mqtt_cfg['host']}:{mqtt_cfg['port']}" if mqtt_cfg else "no broker"
-    print(f"Inspector demo: {parts} synthetic parts, recipe {recipe}, {where}, output {out}/",
+    print(f"Inspector demo: {parts} parts from the {camera} camera, recipe {recipe}, {where}, "
+          f"output {out}/",
           file=sys.stderr)
     t0 = time.monotonic()
     try:
         service.start()
     except Exception:
+        service.stop()
         if local is not None:
             local.stop()
         raise
@@ -129,7 +136,12 @@ def run_demo(
               f"  latency p50 {lat.get('p50', 0):6.1f} ms  p99 {lat.get('p99', 0):6.1f} ms ",
               end="", file=sys.stderr, flush=True)
 
-    service.run_until_stopped(tick)
+    def tick_and_count() -> None:
+        tick()
+        if tally.parts >= parts:  # a live camera never ends by itself
+            service.stop_requested.set()
+
+    service.run_until_stopped(tick_and_count)
     tick()
     print(file=sys.stderr)
     wall = time.monotonic() - t0
@@ -170,6 +182,25 @@ def _calibration(calibration: str | Path | None, recipe: Path, width: int, heigh
     if cal is not None and cal.scale is not None:
         return path, f"{cal.scale.mm_per_px:.5g} mm/px from calibration {path}"
     return path, f"{load_recipe(recipe).mm_per_px:.5g} mm/px from the recipe"
+
+
+def _source(camera: str, parts: int, seed: int, rate_hz: float | None, width: int,
+            height: int) -> dict:
+    """The demo camera: the synthetic part generator, or a GenICam camera (by default the
+    simulated one, viky.cti from the genicam wheel, when GENICAM_GENTL64_PATH is unset)."""
+    if camera == "synthetic":
+        return {"kind": "synthetic", "seed": seed, "count": parts, "rate_hz": rate_hz,
+                "width": width, "height": height}
+    if camera != "genicam":
+        raise ValueError(f"--camera {camera!r}: expected synthetic or genicam")
+    source = {"kind": "genicam",
+              "features": {"PixelFormat": "Mono8", "Width": width, "Height": height}}
+    if not os.environ.get("GENICAM_GENTL64_PATH"):
+        import genicam
+
+        source |= {"cti": str(Path(genicam.__file__).parent / "viky.cti"),
+                   "serial_number": "0"}
+    return source
 
 
 def _broker(broker: str, out: Path) -> tuple[object | None, dict | None]:

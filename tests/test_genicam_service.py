@@ -45,3 +45,36 @@ def test_service_inspects_viky_frames(tmp_path: Path) -> None:
     assert c["frames_in"] == c["results"] + c.get("dropped_queue", 0) + c.get(
         "dropped_shutdown", 0)
     assert all(r["code"] != 65535 for r in lines), "viky frames could not be inspected"
+
+
+def test_camera_cli_lists_devices_and_nodes() -> None:
+    import subprocess
+    import sys
+
+    cli = [sys.executable, "-m", "inspector.cli"]
+    res = subprocess.run([*cli, "cameras", "--cti", str(CTI)], capture_output=True,
+                         text=True, timeout=120, cwd=REPO)
+    assert res.returncode == 0, res.stderr
+    rows = [r for r in res.stdout.splitlines() if r.startswith("| ") and "viky.cti" in r]
+    assert len(rows) == 3 and all("| Viky |" in r for r in rows)
+    res = subprocess.run([*cli, "camera-info", "1", "--cti", str(CTI)], capture_output=True,
+                         text=True, timeout=120, cwd=REPO)
+    assert res.returncode == 0, res.stderr
+    assert "| Width | " in res.stdout and "[100, 800]" in res.stdout
+    assert "RGBa8, Mono8" in res.stdout
+    res = subprocess.run([*cli, "camera-info", "7", "--cti", str(CTI)], capture_output=True,
+                         text=True, timeout=120, cwd=REPO)
+    assert res.returncode == 2 and "serial='1'" in res.stderr  # lists what is there
+
+
+def test_demo_on_the_simulated_camera(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    res = subprocess.run([sys.executable, "-m", "inspector.cli", "demo", "--camera", "genicam",
+                          "--parts", "4", "--out", str(tmp_path), "--broker", "none"],
+                         capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert res.returncode == 0, res.stderr
+    results = [json.loads(s) for s in (tmp_path / "results.jsonl").read_text().splitlines()]
+    assert len(results) >= 4 and {r["camera"] for r in results} == {"cam0"}
+    assert "| parts inspected" in res.stdout
