@@ -36,6 +36,7 @@ import cv2
 import numpy as np
 from pydantic import Field, model_validator
 
+from inspector.atomic import write_bytes_atomic
 from inspector.overlay import draw
 from inspector.sources.base import StrictModel
 from inspector.stats import Stats
@@ -45,6 +46,11 @@ KINDS = ("ng", "overlays", "ok")
 DAY_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 Writer = Callable[[Path, bytes], None]  # writes the encoded bytes to the path
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    """Archive files are rewritable evidence, not state: no fsync on the per-frame path."""
+    write_bytes_atomic(path, data, fsync=False)
 
 
 class ArchiveConfig(StrictModel):
@@ -78,18 +84,6 @@ class _Job:
     image: np.ndarray
     result: dict
     files: list[tuple[str, Path]]  # (kind, final path)
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write under a temporary name, then rename: readers never see half a file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def disk_figures(path: Path) -> dict:

@@ -47,16 +47,24 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 1 if bad else 0
 
 
-def cmd_run(args: argparse.Namespace) -> int:
+def load_config_or_report(path: str | Path):
+    """The station config, or None after printing every error (callers exit with 2)."""
     from inspector.config import load_config
-    from inspector.service import Service
 
     try:
-        cfg = load_config(Path(args.config))
+        return load_config(Path(path))
     except InvalidFile as exc:
-        print(f"{args.config}: invalid config:", file=sys.stderr)
+        print(f"{path}: invalid config:", file=sys.stderr)
         for e in exc.errors:
             print(f"  {e}", file=sys.stderr)
+        return None
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from inspector.service import Service
+
+    cfg = load_config_or_report(args.config)
+    if cfg is None:
         return 2
     service = Service(cfg)
     service.install_signal_handlers()

@@ -13,23 +13,16 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
-
-from inspector.validation import InvalidFile
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from inspector.config import load_config
+    from inspector.cli import load_config_or_report
     from inspector.control import call
     from inspector.health import status_table
     from inspector.service import control_path
 
-    try:
-        cfg = load_config(Path(args.config))
-    except InvalidFile as exc:
-        print(f"{args.config}: invalid config:", file=sys.stderr)
-        for e in exc.errors:
-            print(f"  {e}", file=sys.stderr)
+    cfg = load_config_or_report(args.config)
+    if cfg is None:
         return 2
     try:
         answer = call(control_path(cfg), {"cmd": "status"}, timeout=args.timeout)

@@ -20,6 +20,7 @@ import numpy as np
 import yaml
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
+from inspector.coco import decode_segmentation
 from inspector.detector.base import PromptExample
 from inspector.sources.base import StrictModel
 from inspector.validation import InvalidFile, _line_of, require_unique, validate_file
@@ -230,7 +231,6 @@ def read_gray(path: Path) -> np.ndarray:
 
 def load_prompts(recipe: Recipe) -> list[PromptExample]:
     """The prompt bank as PromptExamples (masks decoded from polygons or RLE when given)."""
-    from pycocotools import mask as mask_utils
 
     file = recipe.folder / recipe.prompts
     coco = json.loads(file.read_text(encoding="utf-8"))
@@ -244,17 +244,7 @@ def load_prompts(recipe: Recipe) -> list[PromptExample]:
             cache[ann["image_id"]] = read_gray(file.parent / info["file_name"])
         img = cache[ann["image_id"]]
         h, w = img.shape[:2]
-        mask = None
-        seg = ann.get("segmentation")
-        if seg:
-            if isinstance(seg, list):
-                rles = mask_utils.frPyObjects(seg, h, w)
-                rle = mask_utils.merge(rles)
-            elif isinstance(seg.get("counts"), list):
-                rle = mask_utils.frPyObjects(seg, h, w)
-            else:
-                rle = seg
-            mask = mask_utils.decode(rle).astype(bool)
+        mask = decode_segmentation(ann.get("segmentation"), h, w)
         out.append(
             PromptExample(
                 prompt_id=str(ann.get("prompt_id", ann["id"])),

@@ -25,13 +25,13 @@ import logging
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from inspector.atomic import write_atomic as _write_atomic
 from inspector.detector.base import Detector
 from inspector.hashing import file_sha256 as _file_sha256
 from inspector.recipe import Recipe, content_hash, load_normals, load_prompts
@@ -128,20 +128,6 @@ def load(recipe: Recipe, detector: Detector) -> str:
     if meta.get("enrolled_model_sha256") not in (None, detector.model_sha256):
         return "unusable: restored detector differs from the enrolled one"
     return ""
-
-
-def _write_atomic(path: Path, write) -> None:
-    """Write through `write(file_object)` to a temporary file beside `path`, then rename."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def save(recipe: Recipe, detector: Detector, key: dict) -> Path | None:

@@ -15,8 +15,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import io
-import os
-import tempfile
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -24,6 +22,7 @@ import numpy as np
 import yaml
 from pydantic import Field, field_validator
 
+from inspector.atomic import write_bytes_atomic as atomic_write
 from inspector.calibration.inputs import CalibrationError
 from inspector.calibration.targets import TargetSpec
 from inspector.hashing import file_sha256 as sha256_file
@@ -190,20 +189,6 @@ def existing_or_new(path: Path, camera: str, serial: str | None,
             cal.serial = serial
         return cal
     return CameraCalibration(camera=camera, serial=serial, image_size=size)
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def save_calibration(cal: CameraCalibration, path: Path,

@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from inspector.coco import decode_segmentation
 from inspector.detector.base import PromptExample
 from inspector.evaluation.metrics import coco_ap50
 from inspector.evaluation.protocol import draw_prompts
@@ -47,18 +48,7 @@ def _read(folder: Path, info: dict) -> np.ndarray:
 
 
 def _mask(ann: dict, hw: tuple[int, int]) -> np.ndarray | None:
-    from pycocotools import mask as mask_utils
-
-    seg = ann.get("segmentation")
-    if not seg:
-        return None
-    if isinstance(seg, list):
-        rle = mask_utils.merge(mask_utils.frPyObjects(seg, *hw))
-    elif isinstance(seg.get("counts"), list):
-        rle = mask_utils.frPyObjects(seg, *hw)
-    else:
-        rle = seg
-    return mask_utils.decode(rle).astype(bool)
+    return decode_segmentation(ann.get("segmentation"), *hw)
 
 
 def _rle(det, hw: tuple[int, int]) -> dict:

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from inspector.coco import decode_segmentation
 from inspector.detector.prompt_inputs import (
     STRIDE,
     coverage,
@@ -46,19 +47,10 @@ class Sample:
 
 
 def coco_instances(coco: dict, image_id: int, hw: tuple[int, int], cats: dict) -> list[Instance]:
-    from pycocotools import mask as mask_utils
 
     out = []
     for a in coco["_by_image"].get(image_id, []):
-        seg, mask = a.get("segmentation"), None
-        if seg:
-            if isinstance(seg, list):
-                rle = mask_utils.merge(mask_utils.frPyObjects(seg, *hw))
-            elif isinstance(seg.get("counts"), list):
-                rle = mask_utils.frPyObjects(seg, *hw)
-            else:
-                rle = seg
-            mask = mask_utils.decode(rle).astype(bool)
+        mask = decode_segmentation(a.get("segmentation"), *hw)
         out.append(Instance(cats[a["category_id"]], tuple(float(v) for v in a["bbox"]), mask))
     return out
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from inspector.coco import decode_segmentation
 from inspector.frames import DefectTruth, Frame
 from inspector.sources.base import EndOfStream, FrameSource, SourceError
 from inspector.sources.settings import ReplaySourceConfig
@@ -105,16 +106,11 @@ class ReplaySource(FrameSource):
         )
 
     def _truth(self, anns: list[dict], shape: tuple[int, int]) -> list[DefectTruth]:
-        from pycocotools import mask as mask_utils
 
         out = []
         for a in anns:
-            mask = None
             seg = a.get("segmentation")
-            if isinstance(seg, list) and seg:
-                mask = mask_utils.decode(
-                    mask_utils.merge(mask_utils.frPyObjects(seg, *shape))
-                ).astype(bool)
+            mask = decode_segmentation(seg, *shape) if isinstance(seg, list) else None
             x, y, w, h = a["bbox"]
             out.append(DefectTruth(self.categories.get(a["category_id"], str(a["category_id"])),
                                    (int(x), int(y), int(round(w)), int(round(h))), mask))

@@ -69,6 +69,7 @@ class UnknownBranch:
         self.calibration: Calibration | None = None
         self.threshold = np.inf
         self.border_scale = np.ones(3, np.float32)  # corner, edge, interior
+        self._sha: str | None = None  # cached: results name the model on every frame
 
     # --- enrolment -----------------------------------------------------------------
     def tokens(self, images: list[np.ndarray], progress: bool = False,
@@ -150,12 +151,14 @@ class UnknownBranch:
         """Bank from tokens of good parts, without a threshold (evaluation by ranking)."""
         self.bank = self.build_bank(per_image, progress)
         self.nn = self._index(self.bank)
+        self._sha = None
 
     def set_enrolment(self, bank: np.ndarray, cal: Calibration,
                       border_scale: np.ndarray | None = None) -> None:
         """Make `bank`, `cal` and the border scale the enrolment (search index rebuilt)."""
         self.bank = bank
         self.nn = self._index(bank)
+        self._sha = None
         self.calibration = cal
         self.threshold = cal.threshold
         self.border_scale = (np.ones(3, np.float32) if border_scale is None
@@ -235,7 +238,12 @@ class UnknownBranch:
         return bank, cal, border
 
     def sha256(self) -> str:
-        """Encoder, code version, params and enrolment: equal inputs, equal hash."""
+        """Encoder, code version, params and enrolment: equal inputs, equal hash.
+
+        Computed once per enrolment (the bank is megabytes; results ask on every frame).
+        """
+        if self._sha is not None:
+            return self._sha
         h = hashlib.sha256(VERSION.encode())
         h.update(self.extractor.encoder.sha256.encode())
         h.update(self.params.model_dump_json().encode())
@@ -243,4 +251,5 @@ class UnknownBranch:
             h.update(np.float64(self.threshold).tobytes())
             h.update(self.border_scale.tobytes())
             h.update(self.bank.tobytes())
-        return h.hexdigest()
+        self._sha = h.hexdigest()
+        return self._sha
