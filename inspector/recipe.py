@@ -53,7 +53,11 @@ class UnknownRule(StrictModel):
 
 
 class DetectorSettings(StrictModel):
-    kind: Literal["texture", "prompt"] = "texture"
+    """Which detector judges the parts. `kind` left out: the visual-prompt detector when
+    the prompt bank has examples (no retraining for new defect kinds), else the
+    training-free texture detector; load_recipe resolves it."""
+
+    kind: Literal["texture", "prompt"] | None = None
     params: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -124,6 +128,8 @@ def load_recipe(path: Path) -> Recipe:
     errors = _check_prompt_bank(recipe)
     if errors:
         raise InvalidFile(file, errors)
+    if recipe.detector.kind is None:
+        recipe.detector.kind = "prompt" if _count_prompts(recipe) else "texture"
     recipe.sha256 = content_hash(recipe.folder)
     return recipe
 
@@ -220,6 +226,12 @@ def _check_prompt_bank(recipe: Recipe) -> list[str]:
             errors.append(f"{where('annotations', n, 'bbox')}: {ref}.bbox: must be "
                           f"[x, y, w, h] with w, h > 0 (got {bbox!r})")
     return errors
+
+
+def _count_prompts(recipe: Recipe) -> int:
+    """Number of examples in the (already checked) prompt bank."""
+    coco = json.loads((recipe.folder / recipe.prompts).read_text(encoding="utf-8"))
+    return len(coco.get("annotations", []))
 
 
 def read_gray(path: Path) -> np.ndarray:

@@ -64,7 +64,8 @@ def detector_for(recipe: Recipe) -> Detector:
     cache is written or checked (CLI, child process, service), so the keys agree."""
     from inspector.detector import build_detector
 
-    return build_detector(recipe.detector, recipe.unknown)
+    return build_detector(recipe.detector, recipe.unknown,
+                          {c.name: c.threshold for c in recipe.classes})
 
 
 def cache_paths(recipe: Recipe) -> tuple[Path, Path]:

@@ -13,11 +13,11 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from inspector.archive import Archive
 from inspector.config import StationConfig
 from inspector.control import ControlServer
-from inspector.detector import build_detector
 from inspector.frames import FramePool
 from inspector.health import PrometheusExporter, stats_payload
 from inspector.logs import register_secret
@@ -25,7 +25,7 @@ from inspector.notify import Notifier
 from inspector.pipeline import ActiveRecipe, Finished, Pipeline
 from inspector.preprocess import Preprocessor
 from inspector.recipe import load_recipe
-from inspector.recipe_cache import enroll_cached, enroll_isolated
+from inspector.recipe_cache import detector_for, enroll_cached, enroll_isolated
 from inspector.recipe_store import find_recipe
 from inspector.results import ResultBuilder
 from inspector.sinks.base import ResultSink
@@ -33,6 +33,9 @@ from inspector.sinks.console import ConsoleSink
 from inspector.sinks.jsonl import JsonlSink
 from inspector.sources import build_source
 from inspector.supervisor import Supervisor
+
+if TYPE_CHECKING:
+    from inspector.mqtt.publisher import AckListener
 
 log = logging.getLogger(__name__)
 STOP_DEADLINE_S = 4.0  # SIGTERM to exit within 5 s, including sink flush
@@ -53,7 +56,7 @@ def load_active(path: Path, progress: bool = False, expect_rev: int | None = Non
     recipe = load_recipe(path)
     if expect_rev is not None and recipe.rev != expect_rev:
         raise ValueError(f"recipe {recipe.id!r} is at rev {recipe.rev}, not {expect_rev}")
-    detector = build_detector(recipe.detector, recipe.unknown)
+    detector = detector_for(recipe)
     got = (enroll_isolated(recipe, detector) if isolate
            else enroll_cached(recipe, detector, progress=progress))
     log.info("recipe %s rev %s %s in %.2f s", recipe.id, recipe.rev,
@@ -68,8 +71,12 @@ class Service:
         extra_sinks: list[ResultSink] | None = None,
         on_result: Callable[[Finished], None] | None = None,
         progress: bool = False,
+        ack_listener: AckListener | None = None,
     ) -> None:
         self.cfg = cfg
+        # called by the MQTT publisher on every PUBACK (kind, event_id, t); the benchmark's
+        # arrival-to-broker latency
+        self.ack_listener = ack_listener
         self.extra_sinks = extra_sinks or []
         self.on_result = on_result
         self.progress = progress
@@ -139,8 +146,8 @@ class Service:
         if cfg.health.prometheus_port is not None:
             self.exporter = PrometheusExporter(cfg.health, self.stats)
             self.exporter.start()
-        log.info("inspecting with %d camera(s), recipe %s rev %s", len(sources),
-                 active.recipe.id, active.recipe.rev)
+        log.info("inspecting with %d camera(s), recipe %s rev %s, detector %s", len(sources),
+                 active.recipe.id, active.recipe.rev, active.detector.kind)
         # cameras open, detector enrolled; the broker may still be away (the outbox waits)
         self.supervisor.ready()
 
@@ -162,7 +169,8 @@ class Service:
             st = cfg.station
             self.mqtt = MqttSink(cfg.mqtt, st.site, st.line, st.station, self.builder.session,
                                  recipe_handler=self.switch_recipe,
-                                 state_dir=cfg.storage.state_dir)
+                                 state_dir=cfg.storage.state_dir,
+                                 ack_listener=self.ack_listener)
             sinks.append(self.mqtt)
         return sinks + self.extra_sinks
 

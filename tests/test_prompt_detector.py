@@ -51,6 +51,8 @@ def test_enrol_detect_and_restore(model):
         assert d.mask is not None and d.mask.dtype == bool
         assert d.mask.shape == (min(round(h), frame.shape[0] - round(y)),
                                 min(round(w), frame.shape[1] - round(x)))
+    ids = {p.prompt_id: p.cls for p in _prompts(size)}
+    assert all(ids[d.prompt_id] == d.cls for d in dets)  # the nearest example of its class
     assert set(det.last_timing) == {"encode_ms", "head_ms"}
     state = det.enrolled_state()
     assert all(isinstance(v, np.ndarray) and v.dtype != object for v in state.values())
@@ -58,7 +60,8 @@ def test_enrol_detect_and_restore(model):
                             "min_score": 0.0})
     other.load_enrolled_state(state)
     again = other.detect(frame)
-    assert [(d.cls, d.bbox) for d in again] == [(d.cls, d.bbox) for d in dets]
+    assert [(d.cls, d.bbox, d.prompt_id) for d in again] == [(d.cls, d.bbox, d.prompt_id)
+                                                               for d in dets]
     assert len(det.model_sha256) == 64 and det.model_sha256 == other.model_sha256
 
 
@@ -82,3 +85,19 @@ def test_nms_keeps_the_best_of_overlapping_boxes():
     scores = np.array([0.5, 0.9, 0.4])
     assert nms(boxes, scores, 0.5) == [1, 2]
     assert nms(boxes, scores, 0.9) == [1, 0, 2]
+
+
+def test_mask_of_a_faint_query_is_its_peak_not_one_pixel(model):
+    """All mask logits below 0 inside the box: the pixels within one logit of the peak."""
+    folder, size = model
+    det = PromptDetector({"model": str(folder), "backend": "onnxruntime", "size": size})
+    logits = np.full((size // 4, size // 4), -6.0, np.float32)
+    logits[10:14, 20:26] = -2.0  # a faint blob, stride-4 cells
+    box = np.array([0, 0, size, size], np.float32)  # the whole input = the whole frame
+    mask = det._mask(logits, box, (0.0, 0.0, float(size), float(size)), (size, size))
+    ys, xs = np.nonzero(mask)
+    assert 30 < mask.sum() < 0.05 * size * size
+    assert 36 <= ys.min() and ys.max() <= 58 and 76 <= xs.min() and xs.max() <= 106
+    logits[11, 22] = 1.0  # one positive cell: the ordinary `> 0` mask
+    sharp = det._mask(logits, box, (0.0, 0.0, float(size), float(size)), (size, size))
+    assert 0 < sharp.sum() < mask.sum()

@@ -29,6 +29,20 @@ def test_hash_follows_content(recipe_dir: Path) -> None:
     assert load_recipe(recipe_dir).sha256 != before
 
 
+def test_detector_kind_defaults_to_prompt_when_the_bank_has_examples(tmp_path: Path) -> None:
+    """The visual-prompt detector is the default whenever the recipe has prompts."""
+    recipe = json.loads(json.dumps(RECIPE))
+    recipe.pop("detector", None)
+    folder = write_recipe(tmp_path / "with", recipe)
+    assert load_recipe(folder).detector.kind == "prompt"
+    bank = folder / "prompts" / "prompts.json"
+    coco = json.loads(bank.read_text())
+    bank.write_text(json.dumps({**coco, "annotations": []}))
+    assert load_recipe(folder).detector.kind == "texture"  # nothing to prompt with
+    explicit = write_recipe(tmp_path / "explicit", {**recipe, "detector": {"kind": "texture"}})
+    assert load_recipe(explicit).detector.kind == "texture"
+
+
 def _errors(folder: Path) -> list[str]:
     with pytest.raises(InvalidFile) as exc:
         load_recipe(folder)

@@ -146,6 +146,27 @@ def test_unknown_region_explained_by_a_class_is_dropped(branch_only):
     assert not any(d.unknown and overlaps(d, named) for d in out)
 
 
+def test_a_class_detection_below_its_threshold_explains_nothing(branch_only):
+    """The prompt detector reports faint candidates (down to min_score); one the recipe
+    would not count must not hide the defect the good-part bank sees."""
+    recipe, det = branch_only
+    rng = frame_rng(504, 0)
+    img, _ = mesh_imprint(good_part(rng, SIZE, SIZE), rng)
+    found = [d for d in det.detect(img) if d.unknown]
+    assert found
+    faint = Detection(cls="stain", score=0.3, bbox=found[0].bbox, mask=found[0].mask,
+                      area_px=found[0].area_px)
+    counted = {"stain": 0.5}
+    both = WithUnknown(NamesNothing([faint]), det.branch, thresholds=counted)
+    both.active = True
+    out = both.detect(img)
+    assert faint in out and any(d.unknown and overlaps(d, faint) for d in out)
+    verdict = decide(out, recipe, recipe.mm_per_px)
+    assert not verdict.ok and verdict.code == recipe.unknown.plc_code
+    faint.score = 0.6  # now counted: it names the defect, the unknown region goes
+    assert not any(d.unknown and overlaps(d, faint) for d in both.detect(img))
+
+
 def test_pipeline_wraps_every_recipe_with_good_parts(recipe_dir, tmp_path):
     active = load_active(recipe_dir)
     det = active.detector

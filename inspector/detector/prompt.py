@@ -36,7 +36,7 @@ from inspector.sources.base import StrictModel
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_MODEL = "engines/prompt-v1"
-VERSION = "prompt/1"
+VERSION = "prompt/2"  # /2: enrolled state names each prompt's class
 
 
 class PromptParams(StrictModel):
@@ -100,6 +100,7 @@ class PromptDetector(Detector):
         self.protos = np.zeros((0, 0), np.float32)
         self.embeddings = np.zeros((0, 0), np.float32)
         self.prompt_ids: list[str] = []
+        self.prompt_classes: list[str] = []
         self.last_timing: dict[str, float] = {}
         self._sha = ""
 
@@ -141,10 +142,12 @@ class PromptDetector(Detector):
         self.protos = np.array(protos, np.float32).reshape(len(classes), -1)
         self.embeddings = emb
         self.prompt_ids = [p.prompt_id for p in prompts]
+        self.prompt_classes = [p.cls for p in prompts]
 
     def enrolled_state(self) -> dict[str, np.ndarray] | None:
         return {"prototypes": self.protos, "classes": np.array(self.classes, dtype=str),
-                "embeddings": self.embeddings, "prompt_ids": np.array(self.prompt_ids, dtype=str)}
+                "embeddings": self.embeddings, "prompt_ids": np.array(self.prompt_ids, dtype=str),
+                "prompt_classes": np.array(self.prompt_classes, dtype=str)}
 
     def load_enrolled_state(self, state: dict[str, np.ndarray]) -> None:
         protos = np.asarray(state["prototypes"], np.float32)
@@ -155,6 +158,10 @@ class PromptDetector(Detector):
         self.protos, self.classes = protos, classes
         self.embeddings = np.asarray(state.get("embeddings", np.zeros((0, 0))), np.float32)
         self.prompt_ids = [str(p) for p in state.get("prompt_ids", [])]
+        self.prompt_classes = [str(c) for c in state.get("prompt_classes", [])]
+        if len(self.prompt_classes) != len(self.prompt_ids):
+            raise ValueError(f"enrolled state: {len(self.prompt_ids)} prompt ids for "
+                             f"{len(self.prompt_classes)} prompt classes")
 
     # -- detection ---------------------------------------------------------------
     def detect(self, image: np.ndarray) -> list[Detection]:
@@ -171,6 +178,7 @@ class PromptDetector(Detector):
                       classes: list[str] | None = None) -> list[Detection]:
         """Detections for an image already encoded (evaluation reuses tokens across
         prompt seeds); `protos`/`classes` override the enrolled ones."""
+        own = protos is None  # enrolled prototypes: name the prompt behind each detection
         protos = self.protos if protos is None else protos
         classes = self.classes if classes is None else classes
         if len(classes) == 0:
@@ -204,8 +212,27 @@ class PromptDetector(Detector):
             area = float(mask.sum()) if mask is not None else (x2 - x1) * (y2 - y1)
             dets.append(Detection(cls=classes[c], score=score,
                                   bbox=(float(x1), float(y1), float(x2 - x1), float(y2 - y1)),
-                                  mask=mask, area_px=area))
+                                  mask=mask, area_px=area,
+                                  prompt_id=self._nearest_prompt(tokens, b, classes[c])
+                                  if own else None))
         return dets
+
+    def _nearest_prompt(self, tokens: np.ndarray, box_in: np.ndarray, cls: str) -> str | None:
+        """The example of `cls` whose SSPE embedding is closest (cosine) to the mean token
+        inside the detection's box: which reference the operator should compare it with.
+        Tokens and embeddings share one space (PQS ranks tokens against prototypes)."""
+        idx = [i for i, c in enumerate(self.prompt_classes) if c == cls]
+        if not idx or self.embeddings.shape[0] != len(self.prompt_ids):
+            return None
+        t = tokens[0]
+        cell = self.params.size / t.shape[-1]
+        x0, y0 = int(box_in[0] // cell), int(box_in[1] // cell)
+        x1 = max(int(np.ceil(box_in[2] / cell)), x0 + 1)
+        y1 = max(int(np.ceil(box_in[3] / cell)), y0 + 1)
+        v = t[:, y0:y1, x0:x1].reshape(t.shape[0], -1).mean(1)
+        emb = self.embeddings[idx]
+        sim = emb @ v / (np.linalg.norm(emb, axis=1) * max(float(np.linalg.norm(v)), 1e-9) + 1e-9)
+        return self.prompt_ids[idx[int(np.argmax(sim))]]
 
     def _mask(self, logits: np.ndarray, box_in: np.ndarray, box_img, hw) -> np.ndarray | None:
         """Stride-4 mask logits -> bool mask of the (rounded) box in frame pixels."""
@@ -226,9 +253,11 @@ class PromptDetector(Detector):
         m = cv2.remap(logits.astype(np.float32), mx, my, cv2.INTER_LINEAR,
                       borderMode=cv2.BORDER_REPLICATE)
         mask = m > 0
-        bh, bw = mask.shape
-        if not mask.any():  # the query's own box: keep its centre pixel at least
-            mask[bh // 2, bw // 2] = True
+        if not mask.any():
+            # the query scored but its mask logits stay below 0 (small, faint defects):
+            # take the pixels within one logit of the peak, so that the area the recipe
+            # judges is the defect's and not a single pixel
+            mask = m >= m.max() - 1.0
         return mask
 
     @property

@@ -4,8 +4,11 @@
 `inspector.unknown.UnknownBranch` on the recipe's good parts, then reports both: the
 inner detector's detections, and the branch's regions far from every good part that
 no prompt-class detection explains (an unknown region overlapping a class detection is
-the same defect, already named). The inner detector's own unknown detections that
-overlap a branch region are replaced by it, so one defect is reported once.
+the same defect, already named). Only a class detection at or above its class's
+threshold explains: a faint one the recipe would not count must not hide a defect the
+good-part bank sees clearly (the prompt detector reports candidates down to 0.05).
+The inner detector's own unknown detections that overlap a branch region are replaced
+by it, so one defect is reported once.
 `build_detector(settings, unknown_rule)` wraps when the recipe's unknown rule is
 enabled; a recipe with too few good parts keeps the inner detector alone (logged).
 """
@@ -49,9 +52,11 @@ class WithUnknown(Detector):
 
     kind = "with-unknown"
 
-    def __init__(self, inner: Detector, branch: UnknownBranch) -> None:
+    def __init__(self, inner: Detector, branch: UnknownBranch,
+                 thresholds: dict[str, float] | None = None) -> None:
         self.inner = inner
         self.branch = branch
+        self.thresholds = thresholds or {}  # class -> score from which it explains
         self.kind = f"{inner.kind}+unknown"  # the recipe cache keys on it
         self.active = False  # False: too few good parts, the inner detector works alone
 
@@ -70,7 +75,8 @@ class WithUnknown(Detector):
         dets = self.inner.detect(image)
         if not self.active:
             return dets
-        named = [d for d in dets if not d.unknown]
+        named = [d for d in dets if not d.unknown
+                 and d.score >= self.thresholds.get(d.cls, 0.0)]
         found = [u for u in self.branch.detect(image)
                  if not any(overlaps(u, d) for d in named)]
         kept = [d for d in dets if not (d.unknown and any(overlaps(d, u) for u in found))]
@@ -108,8 +114,10 @@ class WithUnknown(Detector):
         return h.hexdigest()
 
 
-def wrap_with_unknown(inner: Detector, rule) -> Detector:
-    """`inner` with the unknown branch when `rule` (recipe.UnknownRule) enables it.
+def wrap_with_unknown(inner: Detector, rule, thresholds: dict[str, float] | None = None
+                      ) -> Detector:
+    """`inner` with the unknown branch when `rule` (recipe.UnknownRule) enables it;
+    `thresholds`: the recipe's class thresholds (see WithUnknown).
 
     Raises ValueError naming the bad field when `rule.params` is invalid.
     """
@@ -125,4 +133,4 @@ def wrap_with_unknown(inner: Detector, rule) -> Detector:
         raise ValueError("invalid unknown-branch params:\n" + "\n".join(lines)) from None
     branch = UnknownBranch(params, target_rate=rule.target_false_alarm_rate,
                            at_threshold=rule.threshold)
-    return WithUnknown(inner, branch)
+    return WithUnknown(inner, branch, thresholds)
