@@ -12,7 +12,7 @@ from inspector.validation import InvalidFile, load_yaml
 # Modules that add verbs: each has `register(subparsers)` and owns its commands.
 EXTENSIONS: list[str] = ["inspector.cli_recipe", "inspector.cli_service", "inspector.cli_model",
                          "inspector.cli_calibrate", "inspector.cli_unknown",
-                         "inspector.cli_camera"]
+                         "inspector.cli_camera", "inspector.cli_bench"]
 
 
 def _is_recipe(path: Path) -> bool:

@@ -14,15 +14,21 @@ import paho.mqtt.client as mqtt
 
 
 class CountingSubscriber:
-    def __init__(self, host: str, port: int, root: str) -> None:
+    """`persistent` (the benchmark, with a persistent broker) keeps a durable session, so
+    what is published while it reconnects after a broker restart is queued for it."""
+
+    def __init__(self, host: str, port: int, root: str, *, persistent: bool = False,
+                 client_id: str = "inspector-demo-viewer") -> None:
         self.root = root.rstrip("/") + "/"
         self.lock = threading.Lock()
         self.event_ids: set[str] = set()
         self.plc = 0
         self.retained: dict[str, str] = {}
         self._subscribed = threading.Event()
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
-                                  client_id="inspector-demo-viewer")
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
+                                  protocol=mqtt.MQTTv311, clean_session=not persistent)
+        if persistent:
+            self.client.reconnect_delay_set(0.1, 0.5)  # type: ignore[arg-type]
         self.client.on_connect = self._on_connect
         self.client.on_subscribe = lambda *a: self._subscribed.set()
         self.client.on_message = self._on_message

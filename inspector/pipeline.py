@@ -26,7 +26,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from inspector.archive import Archive
 from inspector.calibration.sizes import size_reason
@@ -62,6 +62,7 @@ class Finished:
     detections: list[Detection]
     verdict: Verdict
     offset: tuple[int, int]
+    timing: dict[str, float] = field(default_factory=dict)  # the detector's own split, ms
 
 
 class Pipeline:
@@ -244,6 +245,7 @@ class Pipeline:
         frame.stamp("queue")
         offset = (0, 0)
         mm_per_px = recipe.mm_per_px
+        timing: dict[str, float] = {}
         try:
             pre = self.preprocessors.get(frame.camera, self._plain)(frame.image, recipe.roi)
             offset = pre.offset
@@ -251,6 +253,7 @@ class Pipeline:
             frame.stamp("preprocess")
             detections = detector.detect(pre.image)
             frame.stamp("infer")
+            timing = dict(getattr(detector, "last_timing", None) or {})  # read before the next
             verdict = decide(detections, recipe, mm_per_px)
             if not verdict.ok:  # sizes in mm and the scale's source, in `reasons`
                 sizes = size_reason(detections, verdict.accepted, mm_per_px, pre.scale_source)
@@ -266,7 +269,7 @@ class Pipeline:
                                     detector.model_sha256, mm_per_px, offset)
         self.busy_since = None
         self.last_progress = time.monotonic()
-        return Finished(frame, result, detections, verdict, offset)
+        return Finished(frame, result, detections, verdict, offset, timing)
 
     def _emit(self) -> None:
         while True:

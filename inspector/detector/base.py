@@ -3,6 +3,9 @@
 `enroll` turns a recipe's prompt bank and good-part images into whatever the detector
 needs (prototypes, a normal bank); `detect` maps one preprocessed image to detections.
 Backends (classical texture features now; ONNX Runtime / TensorRT later) implement it.
+A detector may also keep `last_timing` (ms per internal step of its last `detect`, e.g.
+encode_ms, head_ms, unknown_ms): the pipeline hands it on with the result, so that
+`inspector bench` can say where inference time goes.
 """
 
 from __future__ import annotations

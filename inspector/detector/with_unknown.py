@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 
 import numpy as np
 
@@ -59,6 +60,7 @@ class WithUnknown(Detector):
         self.thresholds = thresholds or {}  # class -> score from which it explains
         self.kind = f"{inner.kind}+unknown"  # the recipe cache keys on it
         self.active = False  # False: too few good parts, the inner detector works alone
+        self.last_timing: dict[str, float] = {}  # the inner detector's split + unknown_ms
 
     def enroll(self, prompts: list[PromptExample], normals: list[np.ndarray],
                progress: bool = False) -> None:
@@ -73,12 +75,15 @@ class WithUnknown(Detector):
 
     def detect(self, image: np.ndarray) -> list[Detection]:
         dets = self.inner.detect(image)
+        self.last_timing = dict(getattr(self.inner, "last_timing", None) or {})
         if not self.active:
             return dets
+        t = time.perf_counter()
         named = [d for d in dets if not d.unknown
                  and d.score >= self.thresholds.get(d.cls, 0.0)]
         found = [u for u in self.branch.detect(image)
                  if not any(overlaps(u, d) for d in named)]
+        self.last_timing["unknown_ms"] = (time.perf_counter() - t) * 1e3
         kept = [d for d in dets if not (d.unknown and any(overlaps(d, u) for u in found))]
         return kept + found
 

@@ -1,18 +1,14 @@
 """Evaluation reports: Markdown tables and a PR-curve picture (PNG).
 
-The plot is drawn with OpenCV (already a dependency) rather than matplotlib, to keep the
-runtime install small: axes, grid, one coloured curve per class with a legend.
+The plot is an inspector.plotting line chart: axes, grid, one coloured curve per class
+with a legend.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import cv2
-import numpy as np
-
-COLOURS = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
-           (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207)]
+from inspector.plotting import line_chart
 
 
 def pct(v: float | None) -> str:
@@ -51,31 +47,6 @@ def markdown(result: dict) -> str:
 
 def pr_plot(curves: dict[str, tuple[list, list]], path: Path, title: str,
             size: tuple[int, int] = (640, 480)) -> Path:
-    """Precision-recall curves (recall on x) as a PNG."""
-    w, h = size
-    img = np.full((h, w, 3), 255, np.uint8)
-    x0, y0, x1, y1 = 60, 40, w - 170, h - 50
-    font = cv2.FONT_HERSHEY_SIMPLEX
-    for t in np.linspace(0, 1, 6):
-        gx, gy = int(x0 + t * (x1 - x0)), int(y1 - t * (y1 - y0))
-        cv2.line(img, (gx, y0), (gx, y1), (225, 225, 225), 1)
-        cv2.line(img, (x0, gy), (x1, gy), (225, 225, 225), 1)
-        cv2.putText(img, f"{t:.1f}", (gx - 12, y1 + 18), font, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
-        cv2.putText(img, f"{t:.1f}", (x0 - 32, gy + 4), font, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
-    cv2.rectangle(img, (x0, y0), (x1, y1), (0, 0, 0), 1)
-    cv2.putText(img, "recall", ((x0 + x1) // 2 - 20, h - 15), font, 0.5, (0, 0, 0), 1,
-                cv2.LINE_AA)
-    cv2.putText(img, "precision", (5, y0 - 10), font, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
-    cv2.putText(img, title[:70], (x0, 22), font, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
-    for i, (name, (rec, prec)) in enumerate(sorted(curves.items())):
-        colour = COLOURS[i % len(COLOURS)][::-1]  # RGB -> BGR
-        pts = np.array([[x0 + r * (x1 - x0), y1 - p * (y1 - y0)] for r, p in zip(rec, prec,
-                                                                                 strict=True)])
-        cv2.polylines(img, [pts.astype(np.int32)], False, colour, 2, cv2.LINE_AA)
-        ly = y0 + 20 + 22 * i
-        cv2.line(img, (x1 + 12, ly - 4), (x1 + 36, ly - 4), colour, 3)
-        cv2.putText(img, name[:16], (x1 + 42, ly), font, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(path), img):
-        raise OSError(f"cannot write {path}")
-    return path
+    """Precision-recall curves (recall on x) as a PNG, one per class in name order."""
+    return line_chart(dict(sorted(curves.items())), path, title, x_label="recall",
+                      y_label="precision", x_range=(0.0, 1.0), y_range=(0.0, 1.0), size=size)

@@ -26,6 +26,9 @@ class SyntheticSourceConfig(StrictModel):
     )
     max_defects: Annotated[int, Field(ge=1, le=10)] = 2
     count: Annotated[int, Field(ge=1)] | None = None  # None: endless
+    # render only this many different parts (frame k shows part k % distinct) and copy
+    # them afterwards, so a benchmark measures the pipeline, not the part renderer
+    distinct: Annotated[int, Field(ge=1)] | None = None
 
 
 class ReplaySourceConfig(StrictModel):

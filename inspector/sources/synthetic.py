@@ -3,6 +3,9 @@
 Stands in for a camera in the demo, in tests and for training data. Frame `k` of seed
 `s` is always the same image (its own generator, `frame_rng(s, k)`), whatever was
 grabbed or dropped before it, so a run can be reproduced and a single frame re-rendered.
+With `distinct: n` frame `k` is part `k % n`: the n parts are rendered once, on first
+use, and copied into the pool buffers afterwards, so that a benchmark at 2048 x 2048 or
+with several cameras measures the pipeline rather than the renderer.
 """
 
 from __future__ import annotations
@@ -10,7 +13,9 @@ from __future__ import annotations
 import math
 import time
 
-from inspector.frames import Frame
+import numpy as np
+
+from inspector.frames import DefectTruth, Frame
 from inspector.sources.base import EndOfStream, FrameSource, SourceError
 from inspector.sources.settings import SyntheticSourceConfig
 from inspector.synthetic import frame_rng, render_part
@@ -27,6 +32,7 @@ class SyntheticSource(FrameSource):
         self.frame_id = 0  # id of the next frame; a frame lost to a full pool uses one up
         self._next_due: float | None = None  # monotonic time the next frame is due
         self._closed = False
+        self._parts: dict[int, tuple[np.ndarray, list[DefectTruth]]] = {}  # `distinct` cache
 
     def open(self, pool) -> None:
         super().open(pool)
@@ -72,10 +78,15 @@ class SyntheticSource(FrameSource):
             return None
         buf, release = got
         try:
-            _, truth = render_part(
-                frame_rng(cfg.seed, frame_id), cfg.width, cfg.height, cfg.kinds,
-                cfg.defect_rate, cfg.max_defects, out=buf,
-            )
+            if cfg.distinct is None:
+                _, truth = render_part(
+                    frame_rng(cfg.seed, frame_id), cfg.width, cfg.height, cfg.kinds,
+                    cfg.defect_rate, cfg.max_defects, out=buf,
+                )
+            else:
+                image, truth = self._part(frame_id % cfg.distinct)
+                np.copyto(buf, image)
+                truth = list(truth)
         except BaseException:
             release()
             raise
@@ -90,6 +101,18 @@ class SyntheticSource(FrameSource):
             meta={"source": self.kind, "seed": cfg.seed},
             release=release,
         )
+
+    def _part(self, index: int) -> tuple[np.ndarray, list[DefectTruth]]:
+        """Part `index` of this seed, rendered on first use and kept read-only."""
+        part = self._parts.get(index)
+        if part is None:
+            cfg = self.cfg
+            image, truth = render_part(frame_rng(cfg.seed, index), cfg.width, cfg.height,
+                                       cfg.kinds, cfg.defect_rate, cfg.max_defects)
+            for a in (image, *(t.mask for t in truth if t.mask is not None)):
+                a.setflags(write=False)  # shared by every frame that shows this part
+            part = self._parts[index] = (image, truth)
+        return part
 
     def close(self) -> None:
         self._closed = True

@@ -1,0 +1,373 @@
+"""`inspector bench`: the whole service under load, timed from frame arrival to PUBACK.
+
+The station is the real one (inspector.service.Service): synthetic cameras, preprocess,
+the recipe's detector, decision, outbox, a local mosquitto, and a subscriber that counts
+every result coming back out of the broker, so "no result lost" is observed, not assumed.
+Per result the Collector keeps the monotonic stamps of every stage and of both PUBACKs
+(`plc`, `result`) in a flat array (a long soak must not grow its own memory much); a
+sampler thread records CPU and memory once a second. Afterwards the enrolled detector
+runs alone on frames of the same source, to separate the pipeline's cost from the
+model's. inspector.bench_report turns the measurements into figures and files.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import sys
+import threading
+import time
+import uuid
+from array import array
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from inspector.config import StationConfig
+from inspector.pipeline import ActiveRecipe, Finished
+
+log = logging.getLogger(__name__)
+REPO_RECIPES = Path(__file__).resolve().parents[1] / "recipes"
+SITE, LINE, STATION = "bench", "line1", "st1"
+# per-result columns of Collector.rows (monotonic seconds, NaN where not (yet) known),
+# then the detector's own split of `infer` (ms; Detector.last_timing)
+COLUMNS = ("camera", "arrival", "queue", "preprocess", "infer", "decide", "emitted",
+           "ack_plc", "ack_result", "encode_ms", "head_ms", "unknown_ms")
+_N = len(COLUMNS)
+_NAN = math.nan
+
+
+@dataclass
+class BenchSettings:
+    """What to run; stored as the `config` of bench.json."""
+
+    recipe: Path = REPO_RECIPES / "demo"
+    cameras: int = 1  # each its own synthetic source and seed
+    size: int = 512  # square frames
+    rate_hz: float | None = None  # per camera; None: free-run, paced by the detector
+    seconds: float | None = 20.0  # measured time after the warm-up
+    parts: int | None = None  # or: stop after this many results (warm-up included)
+    warmup_s: float = 5.0
+    restart_broker_every_s: float | None = None  # stop + start mosquitto on the same port
+    distinct: int | None = 16  # parts rendered once per camera (None: render every frame)
+    broker: str = "auto"  # auto: a local mosquitto; or HOST:PORT
+    archive: bool = False  # the station's default archive (NG images, overlays)
+    alone_frames: int = 30  # frames for the detector-alone timing
+    seed: int = 1000
+    soak: bool = False  # judge the soak verdict
+    progress: bool = True  # a progress line on stderr
+
+    def check(self) -> None:
+        """Raise ValueError with the reason for settings that cannot run."""
+        if not 1 <= self.cameras <= 8:
+            raise ValueError(f"cameras {self.cameras}: expected 1..8")
+        if not 64 <= self.size <= 8192:
+            raise ValueError(f"size {self.size}: expected 64..8192")
+        if self.seconds is None and self.parts is None:
+            raise ValueError("give seconds or parts")
+        if self.restart_broker_every_s is not None and self.broker != "auto":
+            raise ValueError("broker restarts need the local broker (broker auto)")
+        for name in ("rate_hz", "seconds", "restart_broker_every_s"):
+            v = getattr(self, name)
+            if v is not None and v <= 0:
+                raise ValueError(f"{name} must be > 0")
+        if self.warmup_s < 0 or self.alone_frames < 1 or (self.parts or 1) < 1:
+            raise ValueError("warmup_s >= 0, alone_frames >= 1 and parts >= 1 expected")
+
+
+class Collector:
+    """Per-result stamps, joined by event_id: `on_result` runs on the result thread,
+    `on_ack` on the publisher thread (a PUBACK may even come first)."""
+
+    def __init__(self, cameras: list[str]) -> None:
+        self._lock = threading.Lock()
+        self._cam = {name: float(i) for i, name in enumerate(cameras)}
+        self.rows = array("d")
+        self._open: dict[str, int] = {}  # event_id -> row, until both PUBACKs are in
+        self._early: dict[str, dict[str, float]] = {}  # PUBACKs that beat on_result
+        self.accepted: set[str] = set()
+
+    def on_result(self, item: Finished) -> None:
+        now = time.monotonic()
+        f, st = item.frame, item.frame.stamps
+        eid = str(item.result["event_id"])
+        vals = [self._cam.get(f.camera, -1.0), f.t_arrival,
+                *(st.get(s, _NAN) for s in ("queue", "preprocess", "infer", "decide")),
+                now, _NAN, _NAN, *(item.timing.get(k, _NAN) for k in COLUMNS[9:])]
+        with self._lock:
+            row = len(self.rows) // _N
+            for kind, t in self._early.pop(eid, {}).items():
+                vals[7 if kind == "plc" else 8] = t
+            self.rows.extend(vals)
+            self.accepted.add(eid)
+            if math.isnan(vals[7]) or math.isnan(vals[8]):
+                self._open[eid] = row
+
+    def on_ack(self, kind: str, event_id: str, t: float) -> None:
+        col = 7 if kind == "plc" else 8
+        with self._lock:
+            row = self._open.get(event_id)
+            if row is None:
+                if event_id not in self.accepted and len(self._early) < 10_000:
+                    self._early.setdefault(event_id, {}).setdefault(kind, t)
+                return
+            i = row * _N
+            if math.isnan(self.rows[i + col]):  # the first PUBACK counts (replays repeat)
+                self.rows[i + col] = t
+            if not (math.isnan(self.rows[i + 7]) or math.isnan(self.rows[i + 8])):
+                del self._open[event_id]
+
+    def count(self) -> int:
+        with self._lock:
+            return len(self.rows) // _N
+
+    def matrix(self) -> np.ndarray:
+        """(results, len(COLUMNS)) copy, in the order results were emitted."""
+        with self._lock:  # a copy: a live view would stop the array from growing
+            return np.array(self.rows, dtype=np.float64).reshape(-1, _N)
+
+    def recent_total_ms(self, n: int = 100) -> float:
+        """p50 of arrival -> PUBACK(result) over the last `n` acknowledged results."""
+        with self._lock:
+            a = np.array(self.rows[-n * _N * 2:], dtype=np.float64).reshape(-1, _N)
+        d = (a[:, 8] - a[:, 1])[-n:]
+        d = d[~np.isnan(d)]
+        return float(np.median(d) * 1000) if len(d) else _NAN
+
+
+def _proc_status_mb() -> tuple[float, float]:
+    """(VmRSS, VmHWM) of this process in MB, from /proc/self/status."""
+    got = {}
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith(("VmRSS:", "VmHWM:")):
+                key, value = line.split(":", 1)
+                got[key] = int(value.split()[0]) / 1024.0
+    return got.get("VmRSS", _NAN), got.get("VmHWM", _NAN)
+
+
+SAMPLE_FIELDS = ("t_s", "cpu_pct", "rss_mb", "hwm_mb", "outbox", "results")
+
+
+class Sampler:
+    """Once a second: CPU % of this process (user + sys over wall; 100 % = one core), RSS,
+    peak RSS, outbox depth and results so far. Tuples, not dicts: an hour is 3600 rows."""
+
+    def __init__(self, t0: float, outbox_depth, results, period_s: float = 1.0) -> None:
+        self.t0, self.period_s = t0, period_s
+        self._depth, self._results = outbox_depth, results
+        self.samples: list[tuple[float, ...]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="bench-sampler", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+    def last_rss_mb(self) -> float:
+        return self.samples[-1][2] if self.samples else _NAN
+
+    def _run(self) -> None:
+        cpu0, wall0 = _cpu_s(), time.monotonic()
+        while not self._stop.wait(self.period_s):
+            cpu, wall = _cpu_s(), time.monotonic()
+            rss, hwm = _proc_status_mb()
+            try:
+                depth = self._depth()
+            except Exception:  # the outbox is closing: no figure this second
+                depth = None
+            self.samples.append((round(wall - self.t0, 3),
+                                 round(100.0 * (cpu - cpu0) / max(wall - wall0, 1e-9), 1),
+                                 round(rss, 1), round(hwm, 1),
+                                 -1 if depth is None else depth, self._results()))
+            cpu0, wall0 = cpu, wall
+
+
+def _cpu_s() -> float:
+    t = os.times()
+    return t.user + t.system
+
+
+def station_config(s: BenchSettings, out: Path, host: str, port: int) -> StationConfig:
+    """The bench station: `cameras` synthetic cameras, MQTT to host:port, state in `out`."""
+    from inspector.demo import _source
+
+    def camera(i: int) -> dict:
+        src = _source("synthetic", None, s.seed + i, s.rate_hz, s.size, s.size)
+        return {"name": f"cam{i}", "source": src | {"distinct": s.distinct}}
+
+    return StationConfig.model_validate({
+        "station": {"site": SITE, "line": LINE, "station": STATION},
+        "cameras": [camera(i) for i in range(s.cameras)],
+        "recipe": str(Path(s.recipe).resolve()),
+        "storage": {"state_dir": str(out.resolve())},
+        "archive": {"dir": "archive"} if s.archive else {"enabled": False},
+        "console": False,
+        "mqtt": {"host": host, "port": port, "outbox": {"path": "outbox.sqlite"},
+                 "reconnect_min_s": 0.2, "reconnect_max_s": 2.0, "drain_timeout_s": 15.0},
+    })
+
+
+def _start_broker(broker: str, out: Path):
+    """(local Broker or None, host, port). The local one is persistent, so the counting
+    subscriber's durable session and queue survive a restart."""
+    if broker != "auto":
+        host, _, port = broker.rpartition(":")
+        return None, host or "127.0.0.1", int(port)
+    from inspector.mqtt.local_broker import Broker, mosquitto_binary
+
+    if mosquitto_binary() is None:
+        raise RuntimeError("inspector bench needs mosquitto (scripts/setup.sh installs it) "
+                           "or --broker HOST:PORT")
+    for old in (out / "broker").glob("mosquitto.db*"):
+        old.unlink()
+    local = Broker(out / "broker", persistence=True).start()
+    return local, "127.0.0.1", local.port
+
+
+def detector_alone(active: ActiveRecipe, source_cfg, frames: int) -> list[float]:
+    """ms of `detect` alone on `frames` frames of the same source, in this thread only."""
+    from inspector.frames import FramePool
+    from inspector.preprocess import Preprocessor
+    from inspector.sources.synthetic import SyntheticSource
+
+    src = SyntheticSource("alone", source_cfg.model_copy(update={"rate_hz": None,
+                                                                 "count": None}))
+    src.open(FramePool(2))
+    pre = Preprocessor()
+    times = []
+    try:
+        for _ in range(frames):
+            frame = src.grab(5.0)
+            if frame is None:
+                continue
+            try:
+                image = pre(frame.image, active.recipe.roi).image
+                t = time.perf_counter()
+                active.detector.detect(image)
+                times.append((time.perf_counter() - t) * 1000.0)
+            finally:
+                frame.done()
+    finally:
+        src.close()
+    return times
+
+
+def run_bench(settings: BenchSettings, out: Path, signals: bool = False) -> dict:
+    """Run, measure, write bench.json / bench.md / latency.png into `out`; the report."""
+    from inspector import bench_report
+
+    settings.check()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    for old in out.glob("outbox.sqlite*"):  # a fresh outbox: no replays of earlier runs
+        old.unlink()
+    local, host, port = _start_broker(settings.broker, out)
+    try:
+        raw = _measure(settings, out, local, host, port, signals)
+    finally:
+        if local is not None:
+            local.stop()
+    report = bench_report.build_report(raw)
+    bench_report.write_outputs(out, report)
+    return report
+
+
+def _measure(s: BenchSettings, out: Path, local, host: str, port: int,
+             signals: bool) -> dict:
+    from inspector.demo_subscriber import CountingSubscriber
+    from inspector.mqtt.topics import Topics
+    from inspector.service import Service
+
+    cfg = station_config(s, out, host, port)
+    root = Topics.for_station(cfg.mqtt.prefix, SITE, LINE, STATION).root
+    viewer = CountingSubscriber(host, port, root, persistent=True,
+                                client_id=f"inspector-bench-{uuid.uuid4().hex[:8]}")
+    if not viewer.wait_ready():
+        viewer.close()
+        raise RuntimeError(f"bench subscriber could not subscribe at {host}:{port}")
+    col = Collector([c.name for c in cfg.cameras])
+    service = Service(cfg, on_result=col.on_result, ack_listener=col.on_ack)
+    if signals:
+        service.install_signal_handlers()
+    t0 = time.monotonic()
+    sampler = Sampler(t0, lambda: service.mqtt.outbox.depth() if service.mqtt else None,
+                      col.count)
+    sampler.start()
+    try:
+        service.start()
+    except Exception:
+        service.stop()
+        sampler.stop()
+        viewer.close()
+        raise
+    t_start = time.monotonic()
+    t_warm = t_start + s.warmup_s
+    t_end = t_warm + s.seconds if s.seconds is not None else math.inf
+    every = s.restart_broker_every_s
+    state = {"next_restart": t_start + every if every else math.inf,
+             "next_print": t_start + 1.0, "t_stop": None}
+    restarts: list[float] = []
+    failed_restarts: list[float] = []
+
+    def tick() -> None:
+        now = time.monotonic()
+        if local is not None and now >= state["next_restart"] and now < t_end:
+            state["next_restart"] += every
+            try:
+                local.restart()
+                restarts.append(round(now - t0, 3))
+            except RuntimeError:  # the broker stays down: the outbox keeps the results
+                log.exception("bench: broker restart failed")
+                failed_restarts.append(round(now - t0, 3))
+        if now >= t_end or (s.parts is not None and col.count() >= s.parts):
+            state["t_stop"] = now
+            service.stop_requested.set()
+        if s.progress and now >= state["next_print"]:
+            state["next_print"] = now + 1.0
+            _progress(col, service, sampler, restarts, now - t_start,
+                      s.warmup_s + (s.seconds or 0))
+
+    service.run_until_stopped(tick)  # stops the service: outbox drained up to 15 s
+    t_stop = state["t_stop"] or time.monotonic()
+    if s.progress:
+        print(file=sys.stderr)
+    sampler.stop()
+    pending = service.mqtt.outbox.depth()
+    deadline = time.monotonic() + 15.0  # what the broker accepted reaches the subscriber
+    while time.monotonic() < deadline:
+        with viewer.lock:
+            missing = len(col.accepted - viewer.event_ids)
+        if not missing:
+            break
+        time.sleep(0.1)
+    viewer.close()
+    with viewer.lock:
+        received = col.accepted & viewer.event_ids
+    alone = detector_alone(service.pipeline.active, cfg.cameras[0].source, s.alone_frames)
+    stats = service.pipeline.stats
+    delivered = sum(getattr(src, "frame_id", 0) for src in service.pipeline.sources)
+    recipe = service.pipeline.active.recipe
+    return {
+        "settings": s, "t0": t0, "t_start": t_start, "t_warm": t_warm, "t_stop": t_stop,
+        "rows": col.matrix(), "samples": sampler.samples, "restarts_s": restarts,
+        "failed_restarts_s": failed_restarts,
+        "counters": dict(stats.counters), "frames_started": delivered,
+        "accepted": len(col.accepted), "received": len(received),
+        "lost": len(col.accepted) - len(received), "outbox_pending": pending,
+        "alone_ms": alone, "recipe": {"id": recipe.id, "rev": recipe.rev},
+    }
+
+
+def _progress(col: Collector, service, sampler: Sampler, restarts: list, elapsed: float,
+              planned: float) -> None:
+    p50 = col.recent_total_ms()
+    print(f"\r  {elapsed:5.0f}/{planned:.0f} s  parts {col.count()}  "
+          f"{service.pipeline.stats.fps():5.1f} parts/s  p50 total {p50:6.1f} ms  "
+          f"RSS {sampler.last_rss_mb():6.0f} MB  broker restarts {len(restarts)} ",
+          end="", file=sys.stderr, flush=True)
