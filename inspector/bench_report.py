@@ -228,12 +228,13 @@ def markdown(report: dict) -> str:
         ("broker restarts", str(f["broker_restarts"])
          + (f" ({f['broker_restart_failures']} failed)" if f["broker_restart_failures"] else "")),
     ]
-    lines = [f"### inspector bench: {cfg['cameras']} camera(s), {cfg['size']}x{cfg['size']}, "
-             f"{rate}, recipe {report['recipe']['id']} rev {report['recipe']['rev']}", "",
+    what = _what(cfg, rate)
+    rec = report["recipe"]
+    lines = [f"### inspector bench: {what}, recipe {rec['id']} rev {rec['rev']}", "",
              f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB; Python "
              f"{m['python']}, numpy {m['numpy']}, onnxruntime {m['onnxruntime']}, "
-             f"OpenCV {m['opencv']}. Run: {run}, distinct parts per camera "
-             f"{cfg['distinct'] or 'all'}, archive {'on' if cfg['archive'] else 'off'}.", "",
+             f"OpenCV {m['opencv']}. Run: {run}, {_cameras(cfg)}, archive "
+             f"{'on' if cfg['archive'] else 'off'}.", "",
              "| figure | value |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in rows]
     lines += ["", "| stage | p50 ms | p99 ms | max ms | mean ms | share of mean latency to "
@@ -252,6 +253,23 @@ def markdown(report: dict) -> str:
         lines += ["", f"**Soak: {'PASS' if soak['pass'] else 'FAIL'}**", ""]
         lines += [f"- {'pass' if ok else 'FAIL'}: {name}" for name, ok in soak["checks"].items()]
     return "\n".join(lines) + "\n"
+
+
+def _what(cfg: dict, rate: str = "") -> str:
+    """The run's cameras and frames, for titles."""
+    if cfg.get("config"):
+        return f"station config {Path(cfg['config']).name}"
+    return f"{cfg['cameras']} camera(s), {cfg['size']}x{cfg['size']}" + (f", {rate}" if rate
+                                                                       else "")
+
+
+def _cameras(cfg: dict) -> str:
+    """Which cameras fed the run, in words."""
+    if cfg.get("config"):
+        return f"the cameras of station config {cfg['config']}"
+    if cfg.get("camera") == "genicam":
+        return "GenICam camera(s)"
+    return f"synthetic camera(s), distinct parts per camera {cfg['distinct'] or 'all'}"
 
 
 def _num(v: float | None, spec: str = ".0f") -> str:
@@ -274,8 +292,7 @@ def latency_png(report: dict, path: Path) -> Path:
     x_top, x_ticks = nice_axis(right)
     y_top, y_ticks = nice_axis(float(ys.max()) if len(ys) else 0.0)
     return line_chart(
-        series, path, f"latency per result (ms): {cfg['cameras']} camera(s), "
-                      f"{cfg['size']} px",
+        series, path, f"latency per result (ms): {_what(cfg)}",
         x_label="time (s)", y_label="ms", x_range=(0.0, x_top), y_range=(0.0, y_top),
         ticks=(x_ticks, y_ticks), size=(960, 480), thickness=1,
         tick_format=lambda v: f"{v:g}",

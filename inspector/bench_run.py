@@ -44,7 +44,9 @@ class BenchSettings:
     """What to run; stored as the `config` of bench.json."""
 
     recipe: Path = REPO_RECIPES / "demo"
-    cameras: int = 1  # each its own synthetic source and seed
+    config: Path | None = None  # a station config: its cameras, calibration and recipe
+    camera: str = "synthetic"  # or "genicam" (the simulated viky.cti unless configured)
+    cameras: int = 1  # each its own synthetic source and seed (or GenICam device)
     size: int = 512  # square frames
     rate_hz: float | None = None  # per camera; None: free-run, paced by the detector
     seconds: float | None = 20.0  # measured time after the warm-up
@@ -65,6 +67,10 @@ class BenchSettings:
             raise ValueError(f"cameras {self.cameras}: expected 1..8")
         if not 64 <= self.size <= 8192:
             raise ValueError(f"size {self.size}: expected 64..8192")
+        if self.camera not in ("synthetic", "genicam"):
+            raise ValueError(f"camera {self.camera!r}: expected synthetic or genicam")
+        if self.camera == "genicam" and self.cameras > 3 and self.config is None:
+            raise ValueError("the simulated GenICam producer has 3 cameras")
         if self.seconds is None and self.parts is None:
             raise ValueError("give seconds or parts")
         if self.restart_broker_every_s is not None and self.broker != "auto":
@@ -194,10 +200,36 @@ def _cpu_s() -> float:
 
 
 def station_config(s: BenchSettings, out: Path, host: str, port: int) -> StationConfig:
-    """The bench station: `cameras` synthetic cameras, MQTT to host:port, state in `out`."""
+    """The bench station, state in `out`, MQTT to host:port. With `config`: that
+    station's cameras, calibration, recipe and queues (its own MQTT, storage, archive
+    and Prometheus port are replaced, so the bench neither needs its broker credentials
+    nor writes into its state); else `cameras` synthetic or GenICam cameras."""
     from inspector.demo import _source
 
+    common = {
+        "storage": {"state_dir": str(out.resolve())},
+        "archive": {"dir": "archive"} if s.archive else {"enabled": False},
+        "console": False,
+        "mqtt": {"host": host, "port": port, "outbox": {"path": "outbox.sqlite"},
+                 "reconnect_min_s": 0.2, "reconnect_max_s": 2.0, "drain_timeout_s": 15.0},
+    }
+    if s.config is not None:
+        from inspector.config import load_config
+
+        doc = load_config(Path(s.config)).model_dump(mode="json", exclude_none=True)
+        doc.pop("recipes_dir", None)
+        doc["station"] = {"site": SITE, "line": LINE, "station": STATION}
+        doc["health"] = {**doc.get("health", {}), "prometheus_port": None}
+        return StationConfig.model_validate(doc | common)
+
     def camera(i: int) -> dict:
+        if s.camera == "genicam":  # at `rate_hz` if given, else the camera's own rate
+            src = _source("genicam", None, 0, None, s.size, s.size)
+            if s.rate_hz is not None:
+                src["features"]["AcquisitionFrameRate"] = s.rate_hz
+            if "serial_number" in src:  # the simulated producer: one serial per camera
+                src["serial_number"] = str(i)
+            return {"name": f"cam{i}", "source": src}
         src = _source("synthetic", None, s.seed + i, s.rate_hz, s.size, s.size)
         return {"name": f"cam{i}", "source": src | {"distinct": s.distinct}}
 
@@ -205,11 +237,7 @@ def station_config(s: BenchSettings, out: Path, host: str, port: int) -> Station
         "station": {"site": SITE, "line": LINE, "station": STATION},
         "cameras": [camera(i) for i in range(s.cameras)],
         "recipe": str(Path(s.recipe).resolve()),
-        "storage": {"state_dir": str(out.resolve())},
-        "archive": {"dir": "archive"} if s.archive else {"enabled": False},
-        "console": False,
-        "mqtt": {"host": host, "port": port, "outbox": {"path": "outbox.sqlite"},
-                 "reconnect_min_s": 0.2, "reconnect_max_s": 2.0, "drain_timeout_s": 15.0},
+        **common,
     })
 
 
@@ -230,16 +258,20 @@ def _start_broker(broker: str, out: Path):
     return local, "127.0.0.1", local.port
 
 
-def detector_alone(active: ActiveRecipe, source_cfg, frames: int) -> list[float]:
-    """ms of `detect` alone on `frames` frames of the same source, in this thread only."""
+def detector_alone(active: ActiveRecipe, source_cfg, frames: int, pre=None) -> list[float]:
+    """ms of `detect` alone on `frames` frames of the same source (its preprocessing
+    `pre` applied first, untimed), in this thread only, once the service has stopped."""
     from inspector.frames import FramePool
     from inspector.preprocess import Preprocessor
-    from inspector.sources.synthetic import SyntheticSource
+    from inspector.sources import build_source
 
-    src = SyntheticSource("alone", source_cfg.model_copy(update={"rate_hz": None,
-                                                                 "count": None}))
+    if source_cfg.kind in ("synthetic", "replay"):  # flat out, and no end within `frames`
+        update = {"rate_hz": None} | ({"count": None} if source_cfg.kind == "synthetic"
+                                      else {"loop": True})
+        source_cfg = source_cfg.model_copy(update=update)
+    src = build_source("alone", source_cfg)
     src.open(FramePool(2))
-    pre = Preprocessor()
+    pre = pre or Preprocessor()
     times = []
     try:
         for _ in range(frames):
@@ -349,7 +381,9 @@ def _measure(s: BenchSettings, out: Path, local, host: str, port: int,
     viewer.close()
     with viewer.lock:
         received = col.accepted & viewer.event_ids
-    alone = detector_alone(service.pipeline.active, cfg.cameras[0].source, s.alone_frames)
+    cam0 = cfg.cameras[0]
+    alone = detector_alone(service.pipeline.active, cam0.source, s.alone_frames,
+                           service.pipeline.preprocessors.get(cam0.name))
     stats = service.pipeline.stats
     delivered = sum(getattr(src, "frame_id", 0) for src in service.pipeline.sources)
     recipe = service.pipeline.active.recipe

@@ -18,6 +18,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     settings = BenchSettings(
         recipe=Path(args.recipe) if args.recipe else REPO_RECIPES / "demo",
+        config=Path(args.config) if args.config else None, camera=args.camera,
         cameras=args.cameras, size=args.size, rate_hz=args.rate,
         seconds=args.seconds if args.seconds is not None else (None if args.parts else 20.0),
         parts=args.parts, warmup_s=args.warmup,
@@ -25,6 +26,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
         distinct=args.distinct or None, broker=args.broker, archive=args.archive,
         alone_frames=args.alone_frames, seed=args.seed, soak=args.soak,
         progress=not args.quiet)
+    if args.config and (args.recipe or args.camera != "synthetic"):
+        print("inspector bench: --config brings its own cameras and recipe; leave out "
+              "--recipe and --camera", file=sys.stderr)
+        return 2
+    if args.config:
+        from inspector.cli import load_config_or_report
+
+        if load_config_or_report(args.config) is None:  # every error, file:line
+            return 2
     try:
         settings.check()
     except ValueError as exc:
@@ -41,7 +51,13 @@ def register(sub) -> None:
     b = sub.add_parser("bench", help="run the whole service under load and report latency "
                        "to PUBACK, throughput, CPU and memory (JSON, Markdown, PNG)")
     b.add_argument("--recipe", default=None, help="recipe folder (default: recipes/demo)")
-    b.add_argument("--cameras", type=int, default=1, help="synthetic cameras, 1..8")
+    b.add_argument("--config", default=None, help="a station config: bench its cameras, "
+                   "calibration and recipe (MQTT, storage and archive are the bench's)")
+    b.add_argument("--camera", choices=("synthetic", "genicam"), default="synthetic",
+                   help="synthetic parts, or GenICam cameras (default: the simulated "
+                   "viky.cti, serials 0..2; --rate sets AcquisitionFrameRate, else they "
+                   "run at their own rate)")
+    b.add_argument("--cameras", type=int, default=1, help="cameras, 1..8")
     b.add_argument("--size", type=int, default=512, help="square frame size in pixels")
     b.add_argument("--rate", type=float, default=None,
                    help="frames/s per camera (default: free-run, paced by the detector)")

@@ -178,3 +178,66 @@ def test_bench_rejects_bad_settings():
     assert res.returncode == 2 and "cameras 9" in res.stderr
     res = _cli("bench", "--broker", "127.0.0.1:1883", "--restart-broker-every", "5")
     assert res.returncode == 2 and "local broker" in res.stderr
+
+
+@needs_mosquitto
+@pytest.mark.timeout(240)
+def test_bench_of_a_station_config_uses_its_cameras_and_calibration(tmp_path: Path):
+    """`--config`: the station's own cameras, calibration and recipe; the bench's broker
+    and state folder (the station's MQTT section points at a broker that is not there)."""
+    import shutil
+
+    import yaml
+
+    recipe = tmp_path / "recipes" / "station-part"  # the station's own recipe
+    shutil.copytree(REPO / "recipes" / "demo", recipe)
+    text = (recipe / "recipe.yaml").read_text()
+    (recipe / "recipe.yaml").write_text(text.replace("id: demo-part", "id: station-part"))
+    station = tmp_path / "station.yaml"
+    station.write_text(yaml.safe_dump({
+        "station": {"site": "plant9", "line": "l1", "station": "s1"},
+        "cameras": [{"name": "cam0", "calibration": str(REPO / "calibration/demo-cam0.yaml"),
+                     "source": {"kind": "synthetic", "seed": 3, "rate_hz": 4.0,
+                                "width": 512, "height": 512, "distinct": 2}}],
+        "recipe": str(recipe),
+        "storage": {"state_dir": str(tmp_path / "station-state")},
+        "mqtt": {"host": "127.0.0.1", "port": 1, "username": "plc"},
+    }))
+    out = tmp_path / "bench"
+    res = _cli("bench", "--config", str(station), "--seconds", "3", "--warmup", "1",
+               "--alone-frames", "3", "--out", str(out))
+    assert res.returncode == 0, res.stderr[-3000:]
+    report = json.loads((out / "bench.json").read_text())
+    f = report["figures"]
+    assert report["config"]["config"] == str(station)
+    assert report["recipe"]["id"] == "station-part"
+    assert f["results_after_warmup"] >= 6 and f["lost"] == 0 and f["outbox_pending"] == 0
+    results = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    ng = [r for r in results if r["verdict"] == "NG"]
+    assert ng and all(any("(calibration " in why for why in r["reasons"]) for r in ng)
+    assert "station config station.yaml" in (out / "bench.md").read_text()
+    assert not (tmp_path / "station-state").exists()  # the station's state is untouched
+
+    res = _cli("bench", "--config", str(station), "--recipe", str(REPO / "recipes/demo"))
+    assert res.returncode == 2 and "--config brings its own" in res.stderr
+    station.write_text(station.read_text().replace("rate_hz: 4.0", "rate_hz: fast"))
+    res = _cli("bench", "--config", str(station))
+    assert res.returncode == 2 and "rate_hz" in res.stderr and "station.yaml:" in res.stderr
+
+
+@needs_mosquitto
+@pytest.mark.timeout(240)
+def test_bench_on_the_simulated_genicam_camera(tmp_path: Path):
+    import genicam
+
+    if not (Path(genicam.__file__).parent / "viky.cti").is_file():
+        pytest.skip("the genicam wheel's simulated producer viky.cti is missing")
+    out = tmp_path / "bench"
+    res = _cli("bench", "--camera", "genicam", "--rate", "5", "--size", "256", "--seconds",
+               "3", "--warmup", "1", "--alone-frames", "3", "--out", str(out))
+    assert res.returncode == 0, res.stderr[-3000:]
+    f = json.loads((out / "bench.json").read_text())["figures"]
+    # AcquisitionFrameRate 5 Hz: about 5 parts/s, not the simulator's 200 frames/s
+    assert 3.0 <= f["throughput_per_s"] <= 7.0 and f["dropped"]["queue_full"] <= 2, f
+    assert f["lost"] == 0 and f["outbox_pending"] == 0
+    assert "GenICam camera(s)" in (out / "bench.md").read_text()

@@ -122,11 +122,19 @@ class Broker:
             self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
             self.kill()
+        self._close_pipe()
 
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(5)
+        self._close_pipe()
+
+    def _close_pipe(self) -> None:
+        """Close the ended process's stderr pipe: a soak restarts the broker many times,
+        and each restart would otherwise leave one descriptor open."""
+        if self.proc is not None and self.proc.poll() is not None and self.proc.stderr:
+            self.proc.stderr.close()
 
     def restart(self, timeout: float = 10.0) -> None:
         self.stop()
