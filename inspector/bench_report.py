@@ -42,7 +42,8 @@ GATE_CHAIN = ("wait", "preprocess", "infer", "decide", "emit", "publish_plc")
 INFER_SPLIT = {
     "infer_encode": ("- of which prompt encoder (backbone, tokens)", "encode_ms"),
     "infer_head": ("- of which prompt head (PQS) + masks, NMS", "head_ms"),
-    "infer_unknown": ("- of which unknown branch (good-part bank)", "unknown_ms"),
+    "infer_unknown": ("- unknown branch (good-part bank), in its own thread beside the "
+                      "prompt detector", "unknown_ms"),
 }
 
 

@@ -15,8 +15,10 @@ or a full disk drops the images (inspector.archive counts them), never a result.
 Progress stamps (`acq_beat`, `last_frame`, `busy_since`, `last_progress`, `emit_since`)
 are read by inspector.supervisor on the service's main thread. Threads outside this
 module: the `control` socket thread (inspector.control), `mqtt-publisher` and
-`mqtt-commands` (inspector.mqtt), paho's network thread, and prometheus-client's HTTP
-thread when `health.prometheus_port` is set.
+`mqtt-commands` (inspector.mqtt), paho's network thread, prometheus-client's HTTP
+thread when `health.prometheus_port` is set, and the `unknown-branch` worker that
+runs the good-part branch beside the prompt detector within one frame's inference
+(inspector.detector.with_unknown).
 """
 
 from __future__ import annotations

@@ -167,6 +167,33 @@ def test_a_class_detection_below_its_threshold_explains_nothing(branch_only):
     assert not any(d.unknown and overlaps(d, faint) for d in both.detect(img))
 
 
+def test_branch_runs_beside_the_inner_detector(branch_only, monkeypatch):
+    """The inner detector and the branch overlap in time within one detect(): the inner
+    one waits here until the branch has started, which a sequential detect never allows."""
+    import threading
+
+    recipe, det = branch_only
+    started = threading.Event()
+    real = det.branch.detect
+
+    def branch_detect(image):
+        started.set()
+        return real(image)
+
+    class WaitsForBranch(NamesNothing):
+        def detect(self, image):
+            assert started.wait(10), "the branch did not start while the inner one ran"
+            return []
+
+    monkeypatch.setattr(det.branch, "detect", branch_detect)
+    both = WithUnknown(WaitsForBranch(), det.branch)
+    both.active = True
+    rng = frame_rng(504, 0)
+    img, _ = mesh_imprint(good_part(rng, SIZE, SIZE), rng)
+    out = both.detect(img)
+    assert any(d.unknown for d in out) and both.last_timing["unknown_ms"] > 0
+
+
 def test_pipeline_wraps_every_recipe_with_good_parts(recipe_dir, tmp_path):
     active = load_active(recipe_dir)
     det = active.detector

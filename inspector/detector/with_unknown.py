@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -74,18 +76,30 @@ class WithUnknown(Detector):
         self.branch.enroll(normals, progress=progress)  # logs the achieved false-alarm rate
 
     def detect(self, image: np.ndarray) -> list[Detection]:
-        dets = self.inner.detect(image)
-        self.last_timing = dict(getattr(self.inner, "last_timing", None) or {})
         if not self.active:
+            dets = self.inner.detect(image)
+            self.last_timing = dict(getattr(self.inner, "last_timing", None) or {})
             return dets
-        t = time.perf_counter()
+        # the branch runs beside the inner detector: both spend most of their time in
+        # ONNX Runtime / faiss, which release the GIL (measured: inference p50 -17 % on
+        # 2 cores under load, BENCHMARKS.md)
+        branch = _branch_worker().submit(self._timed_branch, image)
+        try:
+            dets = self.inner.detect(image)
+        finally:
+            regions, branch_ms = branch.result()
+        self.last_timing = dict(getattr(self.inner, "last_timing", None) or {})
+        self.last_timing["unknown_ms"] = branch_ms
         named = [d for d in dets if not d.unknown
                  and d.score >= self.thresholds.get(d.cls, 0.0)]
-        found = [u for u in self.branch.detect(image)
-                 if not any(overlaps(u, d) for d in named)]
-        self.last_timing["unknown_ms"] = (time.perf_counter() - t) * 1e3
+        found = [u for u in regions if not any(overlaps(u, d) for d in named)]
         kept = [d for d in dets if not (d.unknown and any(overlaps(d, u) for u in found))]
         return kept + found
+
+    def _timed_branch(self, image: np.ndarray) -> tuple[list[Detection], float]:
+        t = time.perf_counter()
+        regions = self.branch.detect(image)
+        return regions, (time.perf_counter() - t) * 1e3
 
     def enrolled_state(self) -> dict[str, np.ndarray] | None:
         inner = self.inner.enrolled_state()
@@ -117,6 +131,20 @@ class WithUnknown(Detector):
         h.update(self.branch.sha256().encode() if self.active or self.branch.bank is None
                  else b"off")
         return h.hexdigest()
+
+
+_WORKER: ThreadPoolExecutor | None = None
+_WORKER_LOCK = threading.Lock()
+
+
+def _branch_worker() -> ThreadPoolExecutor:
+    """One `unknown-branch` thread for the process, shared by every recipe's detector (a
+    recipe switch must not leave threads behind; one frame is inspected at a time)."""
+    global _WORKER
+    with _WORKER_LOCK:
+        if _WORKER is None:
+            _WORKER = ThreadPoolExecutor(1, thread_name_prefix="unknown-branch")
+        return _WORKER
 
 
 def wrap_with_unknown(inner: Detector, rule, thresholds: dict[str, float] | None = None
