@@ -3,7 +3,10 @@
 Everything in the folder is rendered from fixed seeds by inspector.synthetic, so running
 this again reproduces the same bytes (and the same recipe sha256):
 
-    .venv/bin/python scripts/make_demo_recipe.py [--out recipes/demo]
+    .venv/bin/python scripts/make_demo_recipe.py [--out recipes/demo] [--size 512]
+
+`--size` renders the same recipe for larger frames (benchmarks: scripts/bench_scaling.py),
+with mm per pixel scaled so that the field of view stays 25.6 mm.
 
 Prompt bank: 4 images, each with one defect of every class (so 4 examples per class, each
 in a different place on the part). Good parts: 16 defect-free parts. The seeds are
@@ -89,19 +92,25 @@ normal: normal
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=Path("recipes/demo"))
+    ap.add_argument("--size", type=int, default=SIZE, help="frame side in pixels")
     args = ap.parse_args()
     out: Path = args.out
+    size: int = args.size
     for sub in ("prompts", "normal"):
         if (out / sub).exists():
             shutil.rmtree(out / sub)
     (out / "normal").mkdir(parents=True)
-    (out / "recipe.yaml").write_text(RECIPE_YAML, encoding="utf-8")
+    text = RECIPE_YAML
+    if size != SIZE:
+        text = text.replace("mm_per_px: 0.05            # 512 px = 25.6 mm field of view",
+                            f"mm_per_px: {0.05 * SIZE / size:g}  # {size} px = 25.6 mm")
+    (out / "recipe.yaml").write_text(text, encoding="utf-8")
     for i in range(N_NORMALS):
-        img = good_part(frame_rng(NORMAL_SEED, i), SIZE, SIZE)
+        img = good_part(frame_rng(NORMAL_SEED, i), size, size)
         write_png(out / "normal" / f"good_{i:03d}.png", img)
     samples = []
     for i in range(N_PROMPT_IMAGES):
-        img, truths = render_part(frame_rng(PROMPT_SEED, i), SIZE, SIZE, defects=DEFECT_KINDS)
+        img, truths = render_part(frame_rng(PROMPT_SEED, i), size, size, defects=DEFECT_KINDS)
         missing = set(DEFECT_KINDS) - {t.kind for t in truths}
         if missing:
             raise RuntimeError(f"prompt image {i}: could not place {sorted(missing)}")
