@@ -81,8 +81,8 @@ class WithUnknown(Detector):
             self.last_timing = dict(getattr(self.inner, "last_timing", None) or {})
             return dets
         # the branch runs beside the inner detector: both spend most of their time in
-        # ONNX Runtime / faiss, which release the GIL (measured: inference p50 -17 % on
-        # 2 cores under load, BENCHMARKS.md)
+        # ONNX Runtime / faiss, which release the GIL (measured on 2 cores, detect p50:
+        # -6 % on a quiet machine, -17 % beside other work; BENCHMARKS.md)
         branch = _branch_worker().submit(self._timed_branch, image)
         try:
             dets = self.inner.detect(image)

@@ -55,6 +55,8 @@ PIXEL_FORMATS: dict[str, tuple[int, type, int | None, int | None]] = {
     "BGRa8": (4, np.uint8, cv2.COLOR_BGRA2GRAY, cv2.COLOR_BGRA2RGB),
 }
 _OPEN_STATUS_BAD = 3  # DEVICE_ACCESS_STATUS_NOACCESS
+POLL_S = 0.005  # sleep between two buffer checks (GIL released): the most delay it adds
+POLL_CHECK_S = 0.0001  # try_fetch's own timeout: one check, no wait (see _fetch)
 
 
 class _FairLock:
@@ -213,6 +215,7 @@ class GenicamSource(FrameSource):
             except FeatureError as e:
                 raise FeatureError(f"camera {self.name!r}: {e}") from None
             self._check_format(nm.PixelFormat.value)
+            ia.timeout_period_on_update_event_data_call = 0  # never wait in GenTL: _fetch
             ia.start()
         except Exception:
             self._hub.dispose(ia)
@@ -302,14 +305,22 @@ class GenicamSource(FrameSource):
         return None
 
     def _fetch(self, ia: ImageAcquirer, deadline: float) -> Frame | None:
-        """One try_fetch; the image is copied out before the buffer is re-queued.
+        """Poll until `deadline`; the image is copied out before the buffer is re-queued.
 
-        harvesters waits for the new-buffer event in 1 ms slices (the wait itself runs
-        without the GIL). One slice as long as the timeout was tried; on the shared
-        2-core test machine it showed no measurable gain, so the default stays.
+        GenTL's new-buffer wait holds the GIL (harvesters calls it in slices of
+        `timeout_period_on_update_event_data_call` ms): beside a 2 Hz grab loop a pure
+        Python thread ran at 0.44-0.62 of its speed with the default 1 ms slices and at
+        0.06 with 100 ms slices, which slowed inference 2x. So each check here does not
+        wait in GenTL (slices of 0 ms, set in _open) and the waiting is time.sleep, which
+        releases the GIL: at most POLL_S of added delay per frame.
         """
         try:
-            buffer = ia.try_fetch(timeout=max(deadline - time.monotonic(), 0.001))
+            while True:
+                buffer = ia.try_fetch(timeout=POLL_CHECK_S)
+                left = deadline - time.monotonic()
+                if buffer is not None or left <= 0:
+                    break
+                time.sleep(min(POLL_S, left))
         except Exception as e:  # producer error, destroyed acquirer: all mean "lost"
             self._lose(f"fetch failed: {type(e).__name__}: {e}")
             return None
