@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from inspector.bench_run import COLUMNS, SAMPLE_FIELDS
+from inspector.bench_measure import COLUMNS, SAMPLE_FIELDS
 from inspector.plotting import line_chart
 
 RSS_GROWTH_LIMIT_PCT = 5.0

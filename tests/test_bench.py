@@ -92,7 +92,7 @@ def test_rss_growth_and_soak_verdict():
 
 
 def test_collector_joins_pubacks_in_any_order():
-    from inspector.bench_run import COLUMNS, Collector
+    from inspector.bench_measure import COLUMNS, Collector
     from inspector.frames import Frame
     from inspector.pipeline import Finished
 
