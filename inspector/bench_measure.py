@@ -87,7 +87,7 @@ class Collector:
         return float(np.median(d) * 1000) if len(d) else _NAN
 
 
-def _proc_status_mb() -> tuple[float, float]:
+def proc_status_mb() -> tuple[float, float]:
     """(VmRSS, VmHWM) of this process in MB, from /proc/self/status."""
     got = {}
     with open("/proc/self/status") as fh:
@@ -126,7 +126,7 @@ class Sampler:
         cpu0, wall0 = _cpu_s(), time.monotonic()
         while not self._stop.wait(self.period_s):
             cpu, wall = _cpu_s(), time.monotonic()
-            rss, hwm = _proc_status_mb()
+            rss, hwm = proc_status_mb()
             try:
                 depth = self._depth()
             except Exception:  # the outbox is closing: no figure this second

@@ -26,17 +26,15 @@ from pathlib import Path
 
 import genicam
 
+from inspector.bench_measure import proc_status_mb
 from inspector.frames import FramePool
 from inspector.sources.genicam import GenicamSource
 from inspector.sources.settings import GenicamSourceConfig
 
 
 def rss_mib() -> float:
-    """Resident set size of this process (Linux)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+    """Resident set size of this process (Linux), as `inspector bench` reads it."""
+    return proc_status_mb()[0]
 
 
 def spin(seconds: float) -> float:

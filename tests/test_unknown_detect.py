@@ -131,14 +131,20 @@ def test_good_parts_are_not_rejected(branch_only):
     assert cal.n_heldout == 16 and cal.achieved_rate <= cal.target_rate
 
 
-def test_unknown_region_explained_by_a_class_is_dropped(branch_only):
-    recipe, det = branch_only
+def _imprint_named_as(det, cls: str, score: float) -> tuple[np.ndarray, Detection]:
+    """A part with a mesh imprint, and a class detection covering the unknown region the
+    branch finds there (what a prompt detector naming that defect would report)."""
     rng = frame_rng(504, 0)
-    img, truth = mesh_imprint(good_part(rng, SIZE, SIZE), rng)
+    img, _ = mesh_imprint(good_part(rng, SIZE, SIZE), rng)
     found = [d for d in det.detect(img) if d.unknown]
     assert found
-    named = Detection(cls="stain", score=0.9, bbox=found[0].bbox, mask=found[0].mask,
-                      area_px=found[0].area_px)
+    return img, Detection(cls=cls, score=score, bbox=found[0].bbox, mask=found[0].mask,
+                          area_px=found[0].area_px)
+
+
+def test_unknown_region_explained_by_a_class_is_dropped(branch_only):
+    recipe, det = branch_only
+    img, named = _imprint_named_as(det, "stain", 0.9)
     both = WithUnknown(NamesNothing([named]), det.branch)
     both.active = True
     out = both.detect(img)
@@ -150,12 +156,7 @@ def test_a_class_detection_below_its_threshold_explains_nothing(branch_only):
     """The prompt detector reports faint candidates (down to min_score); one the recipe
     would not count must not hide the defect the good-part bank sees."""
     recipe, det = branch_only
-    rng = frame_rng(504, 0)
-    img, _ = mesh_imprint(good_part(rng, SIZE, SIZE), rng)
-    found = [d for d in det.detect(img) if d.unknown]
-    assert found
-    faint = Detection(cls="stain", score=0.3, bbox=found[0].bbox, mask=found[0].mask,
-                      area_px=found[0].area_px)
+    img, faint = _imprint_named_as(det, "stain", 0.3)
     counted = {"stain": 0.5}
     both = WithUnknown(NamesNothing([faint]), det.branch, thresholds=counted)
     both.active = True

@@ -101,6 +101,7 @@ class PromptDetector(Detector):
         self.embeddings = np.zeros((0, 0), np.float32)
         self.prompt_ids: list[str] = []
         self.prompt_classes: list[str] = []
+        self._by_class: dict[str, tuple[list[str], np.ndarray]] = {}
         self.last_timing: dict[str, float] = {}
         self._sha = ""
 
@@ -143,6 +144,7 @@ class PromptDetector(Detector):
         self.embeddings = emb
         self.prompt_ids = [p.prompt_id for p in prompts]
         self.prompt_classes = [p.cls for p in prompts]
+        self._index_prompts()
 
     def enrolled_state(self) -> dict[str, np.ndarray] | None:
         return {"prototypes": self.protos, "classes": np.array(self.classes, dtype=str),
@@ -162,6 +164,18 @@ class PromptDetector(Detector):
         if len(self.prompt_classes) != len(self.prompt_ids):
             raise ValueError(f"enrolled state: {len(self.prompt_ids)} prompt ids for "
                              f"{len(self.prompt_classes)} prompt classes")
+        self._index_prompts()
+
+    def _index_prompts(self) -> None:
+        """Per class: its prompt ids and their unit embeddings (for _nearest_prompt)."""
+        self._by_class: dict[str, tuple[list[str], np.ndarray]] = {}
+        if self.embeddings.shape[0] != len(self.prompt_ids):
+            return
+        norms = np.linalg.norm(self.embeddings, axis=1, keepdims=True)
+        unit = self.embeddings / np.maximum(norms, 1e-9)
+        for c in dict.fromkeys(self.prompt_classes):
+            idx = [i for i, pc in enumerate(self.prompt_classes) if pc == c]
+            self._by_class[c] = ([self.prompt_ids[i] for i in idx], unit[idx])
 
     # -- detection ---------------------------------------------------------------
     def detect(self, image: np.ndarray) -> list[Detection]:
@@ -221,8 +235,8 @@ class PromptDetector(Detector):
         """The example of `cls` whose SSPE embedding is closest (cosine) to the mean token
         inside the detection's box: which reference the operator should compare it with.
         Tokens and embeddings share one space (PQS ranks tokens against prototypes)."""
-        idx = [i for i, c in enumerate(self.prompt_classes) if c == cls]
-        if not idx or self.embeddings.shape[0] != len(self.prompt_ids):
+        ids, emb = self._by_class.get(cls, ([], None))
+        if not ids:
             return None
         t = tokens[0]
         cell = self.params.size / t.shape[-1]
@@ -230,9 +244,7 @@ class PromptDetector(Detector):
         x1 = max(int(np.ceil(box_in[2] / cell)), x0 + 1)
         y1 = max(int(np.ceil(box_in[3] / cell)), y0 + 1)
         v = t[:, y0:y1, x0:x1].reshape(t.shape[0], -1).mean(1)
-        emb = self.embeddings[idx]
-        sim = emb @ v / (np.linalg.norm(emb, axis=1) * max(float(np.linalg.norm(v)), 1e-9) + 1e-9)
-        return self.prompt_ids[idx[int(np.argmax(sim))]]
+        return ids[int(np.argmax(emb @ v))]  # |v| is the same for all: cosine order
 
     def _mask(self, logits: np.ndarray, box_in: np.ndarray, box_img, hw) -> np.ndarray | None:
         """Stride-4 mask logits -> bool mask of the (rounded) box in frame pixels."""
