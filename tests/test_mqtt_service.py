@@ -28,7 +28,7 @@ def station(tmp_path: Path, broker: Broker) -> Service:
     shutil.copytree(REPO / "recipes" / "demo", other)
     text = (other / "recipe.yaml").read_text()
     (other / "recipe.yaml").write_text(
-        text.replace("id: demo-part", "id: demo-b").replace("rev: 2 ", "rev: 4 "))
+        text.replace("id: demo-part", "id: demo-b").replace("rev: 3 ", "rev: 4 "))
     bad = recipes / "broken"
     shutil.copytree(REPO / "recipes" / "demo", bad)
     (bad / "recipe.yaml").write_text(text.replace("id: demo-part", "id: broken\nfoo: 1"))
