@@ -16,15 +16,15 @@ import math
 import sys
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from inspector.assets import demo_recipe
 from inspector.bench_measure import Collector, Sampler
 from inspector.config import StationConfig
 from inspector.pipeline import ActiveRecipe
 
 log = logging.getLogger(__name__)
-REPO_RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 SITE, LINE, STATION = "bench", "line1", "st1"
 
 
@@ -32,7 +32,7 @@ SITE, LINE, STATION = "bench", "line1", "st1"
 class BenchSettings:
     """What to run; stored as the `config` of bench.json."""
 
-    recipe: Path = REPO_RECIPES / "demo"
+    recipe: Path = field(default_factory=demo_recipe)
     config: Path | None = None  # a station config: its cameras, calibration and recipe
     camera: str = "synthetic"  # or "genicam" (the simulated viky.cti unless configured)
     cameras: int = 1  # each its own synthetic source and seed (or GenICam device)

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from inspector.validation import InvalidFile, load_yaml
+from inspector.version_info import VersionAction
 
 # Modules that add verbs: each has `register(subparsers)` and owns its commands.
 EXTENSIONS: list[str] = ["inspector.cli_recipe", "inspector.cli_service", "inspector.cli_model",
@@ -85,6 +86,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="inspector", description=__doc__)
     p.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR")
+    p.add_argument("--version", action=VersionAction,
+                   help="version, commit and the sha256 of each model artefact, then exit")
     sub = p.add_subparsers(dest="command", required=True)
 
     v = sub.add_parser("validate", help="check station configs and recipes; every error shown")

@@ -13,11 +13,12 @@ from pathlib import Path
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    from inspector.assets import demo_recipe
     from inspector.bench_report import markdown
-    from inspector.bench_run import REPO_RECIPES, BenchSettings, run_bench
+    from inspector.bench_run import BenchSettings, run_bench
 
     settings = BenchSettings(
-        recipe=Path(args.recipe) if args.recipe else REPO_RECIPES / "demo",
+        recipe=Path(args.recipe) if args.recipe else demo_recipe(),
         config=Path(args.config) if args.config else None, camera=args.camera,
         cameras=args.cameras, size=args.size, rate_hz=args.rate,
         seconds=args.seconds if args.seconds is not None else (None if args.parts else 20.0),

@@ -13,13 +13,11 @@ import threading
 import time
 from pathlib import Path
 
+from inspector.assets import demo_calibration, demo_recipe
 from inspector.calibration.sizes import length_px
 from inspector.config import StationConfig
 from inspector.pipeline import Finished
 from inspector.service import Service
-
-REPO_RECIPES = Path(__file__).resolve().parents[1] / "recipes"
-DEMO_CALIBRATION = REPO_RECIPES.parent / "calibration" / "demo-cam0.yaml"
 
 
 def _iou(a, b) -> float:
@@ -85,7 +83,7 @@ def run_demo(
     calibration: str | Path | None = "auto",
     camera: str = "synthetic",
 ) -> int:
-    recipe = recipe or REPO_RECIPES / "demo"
+    recipe = recipe or demo_recipe()
     out.mkdir(parents=True, exist_ok=True)
     if camera == "genicam":
         calibration = None  # the demo calibration belongs to the synthetic camera
@@ -173,9 +171,9 @@ def _calibration(calibration: str | Path | None, recipe: Path, width: int, heigh
 
     path = None
     if calibration == "auto":
-        if DEMO_CALIBRATION.is_file() and tuple(
-                load_calibration(DEMO_CALIBRATION).image_size) == (width, height):
-            path = DEMO_CALIBRATION
+        demo_cal = demo_calibration()
+        if tuple(load_calibration(demo_cal).image_size) == (width, height):
+            path = demo_cal
     elif calibration not in (None, "none"):
         path = Path(calibration).resolve()
     cal = load_calibration(path) if path else None

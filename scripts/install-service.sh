@@ -26,6 +26,7 @@ ETC=/etc/inspector
 UNIT_DIR=/etc/systemd/system
 PY=${PYTHON:-python3.11}
 extras=""
+lock=requirements/runtime.txt
 venv=1
 start=1
 
@@ -68,9 +69,16 @@ if [[ $venv -eq 1 ]]; then
         mkdir -p "$DESTDIR$PREFIX"
         "$PY" -m venv "$DESTDIR$PREFIX/venv"
     fi
-    say "installing inspector$extras into $PREFIX/venv"
-    "$DESTDIR$PREFIX/venv/bin/python" -m pip install -q --upgrade pip
-    "$DESTDIR$PREFIX/venv/bin/python" -m pip install -q --upgrade "$REPO$extras"
+    say "installing $lock and inspector into $PREFIX/venv"
+    # Exactly the locked set (hashes checked), then the project with nothing resolved beside
+    # it. The wheel carries the models, the demo recipe and its calibration.
+    "$DESTDIR$PREFIX/venv/bin/python" -m pip install -q --require-hashes --no-deps -r "$REPO/$lock"
+    "$DESTDIR$PREFIX/venv/bin/python" -m pip install -q --no-deps --no-build-isolation \
+        --force-reinstall "$REPO"
+    if [[ -n "$extras" ]]; then
+        say "installing the gpu extra (not locked: TensorRT comes from NVIDIA's index or JetPack)"
+        "$DESTDIR$PREFIX/venv/bin/python" -m pip install -q "$REPO$extras"
+    fi
 fi
 put "$REPO/README.md" "$PREFIX/README.md" 0644
 

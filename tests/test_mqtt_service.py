@@ -75,7 +75,7 @@ def test_service_publishes_and_switches_recipe(tmp_path: Path) -> None:
 
             publish_raw(broker, TOPICS.cmd_recipe, dumps({"request_id": "r4",
                                                           "recipe_id": "demo-b", "rev": 4}))
-            assert wait_until(lambda: ack("r4") is not None, 60)
+            assert wait_until(lambda: ack("r4") is not None, 120)  # enrols demo-b
             a = ack("r4")
             assert a["ok"] is True and a["recipe"]["id"] == "demo-b" and a["recipe"]["rev"] == 4
             assert wait_until(lambda: sub.results()[-1]["recipe"]["id"] == "demo-b", 30)

@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 from pydantic import Field, ValidationError
 
+from inspector.assets import model_path
 from inspector.backends import open_backend
 from inspector.backends.base import GRAPHS, graph_paths
 from inspector.detector.base import Detection, Detector, PromptExample
@@ -34,7 +35,6 @@ from inspector.detector.prompt_inputs import (
 )
 from inspector.sources.base import StrictModel
 
-REPO = Path(__file__).resolve().parents[2]
 DEFAULT_MODEL = "engines/prompt-v1"
 VERSION = "prompt/2"  # /2: enrolled state names each prompt's class
 
@@ -42,7 +42,7 @@ VERSION = "prompt/2"  # /2: enrolled state names each prompt's class
 class PromptParams(StrictModel):
     """`detector.params` of a recipe with `detector.kind: prompt`."""
 
-    model: str = DEFAULT_MODEL  # model folder; relative: to the working dir, else the repo
+    model: str = DEFAULT_MODEL  # model folder: absolute, from the working dir, else models_dir
     backend: Literal["auto", "onnxruntime", "tensorrt", "torch"] = "auto"
     size: Annotated[int, Field(ge=64, le=2048, multiple_of=16)] = 320
     min_score: Annotated[float, Field(ge=0, le=1)] = 0.05
@@ -63,10 +63,8 @@ class PromptParams(StrictModel):
 
 
 def resolve_model(model: str) -> Path:
-    p = Path(model)
-    if p.is_absolute() or p.is_dir():
-        return p
-    return REPO / p
+    """The model folder (inspector.assets.model_path); a clear error names it when missing."""
+    return model_path(model)
 
 
 def nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> list[int]:

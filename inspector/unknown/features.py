@@ -32,10 +32,10 @@ import cv2
 import numpy as np
 from pydantic import Field
 
+from inspector.assets import model_path
 from inspector.sources.base import StrictModel
 
-REPO = Path(__file__).resolve().parents[2]
-DEFAULT_ONNX = REPO / "engines" / "lite0-features.onnx"
+DEFAULT_ONNX = model_path("lite0-features.onnx", must_exist=False)
 STRIDE = 8
 S8_CHANNELS, S16_CHANNELS = 40, 112
 NORM_MEAN, NORM_STD = 100 / 255, 25 / 255  # grey levels of a normalised frame
