@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 
+import cv2
 import numpy as np
 import pytest
 
@@ -27,6 +28,11 @@ from inspector.calibration.simcheck import (  # noqa: E402
     run_in_simulator,
 )
 
+# Mean difference kernel vs CPU path. OpenCV 4.x's remap rounds float map coordinates to
+# 1/32 px (fixed-point tables), 5.x interpolates at the float position as the kernel does:
+# measured up to 0.104 grey levels on average under 4.12, 0 (identical) under 5.1.
+MEAN_CPU = 0.05 if int(cv2.__version__.split(".")[0]) >= 5 else 0.15
+
 
 def test_kernel_matches_reference_and_cpu_path_in_simulator() -> None:
     report = run_in_simulator()
@@ -35,7 +41,7 @@ def test_kernel_matches_reference_and_cpu_path_in_simulator() -> None:
         assert case["same_offset"], case
         assert case["max_err_reference"] <= TOLERANCE, case
         assert case["max_err_cpu"] <= CPU_TOLERANCE, case
-        assert case["mean_err_cpu"] < 0.05, case
+        assert case["mean_err_cpu"] < MEAN_CPU, case
 
 
 def test_ptx_for_orin_and_rtx() -> None:
