@@ -44,9 +44,12 @@ def _layout(width: int, height: int) -> tuple[np.ndarray, np.ndarray, tuple[int,
     s = _scale(width, height)
     ink = np.zeros((height, width), np.uint8)
     x0, y0 = int(0.10 * width), int(0.20 * height)
-    # Text in the project's own bitmap font: OpenCV's text renderer changes between releases.
-    draw_text(ink, "INSPECTOR", x0, y0, 32 * s)
-    draw_text(ink, "PN 4711-0815  LOT 23", x0, y0 + int(40 * s), 16 * s)
+    # Text in the project's own stroke font (OpenCV's text renderer changes between
+    # releases), in the boxes and stroke widths that cv2.putText's Hershey Simplex had.
+    draw_text(ink, "INSPECTOR", (x0 + 3 * s, y0 - 31 * s, x0 + 245 * s, y0), 7.15 * s)
+    y1 = y0 + int(40 * s)
+    draw_text(ink, "PN 4711-0815  LOT 23", (x0 + 2 * s, y1 - 15 * s, x0 + 237 * s, y1),
+              3.8 * s)
     cx, cy, r = int(0.80 * width), int(0.17 * height), int(34 * s)
     cv2.circle(ink, (cx, cy), r, 255, max(1, round(6 * s)), cv2.LINE_AA)
     tri = np.array([[cx, cy - r // 2], [cx - r // 2, cy + r // 3], [cx + r // 2, cy + r // 3]])

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from inspector.demo_recipe import write_demo_recipe
-from inspector.label_font import draw_text, text_size
+from inspector.label_font import draw_text
 from inspector.recipe import load_recipe
 
 REPO = Path(__file__).resolve().parents[1]
@@ -72,16 +72,19 @@ def test_demo_recipe_loads_with_a_stable_hash(tmp_path: Path) -> None:
     assert load_recipe(copy).sha256 == load_recipe(DEMO).sha256
 
 
-def test_label_font_draws_inside_its_box_and_refuses_unknown_characters() -> None:
+def test_label_font_fills_its_box_and_refuses_unknown_characters() -> None:
     ink = np.zeros((60, 200), np.uint8)
-    draw_text(ink, "LOT 23", 10, 40, 20.0)
-    w, h = text_size("LOT 23", 20.0)
-    ys, xs = np.nonzero(ink)
-    assert xs.min() >= 10 and xs.max() <= 10 + w and ys.min() >= 40 - h and ys.max() <= 40
-    assert ink.max() == 255 and 0 < (ink == 255).mean() < 0.5
-    assert len(np.unique(ink)) > 2  # anti-aliased edges
+    draw_text(ink, "LOT 23", (10.0, 12.0, 150.0, 40.0), 3.5)
+    ys, xs = np.nonzero(ink >= 128)  # half coverage reaches the box's edges
+    assert (xs.min(), ys.min(), xs.max(), ys.max()) in [
+        (x0, y0, x1, y1) for x0 in (10, 11) for y0 in (12, 13) for x1 in (149, 150)
+        for y1 in (39, 40)]
+    assert ink[:, :9].max() == 0 and ink[:11].max() == 0 and ink[42:].max() == 0
+    assert len(np.unique(ink)) > 10  # anti-aliased edges
+    before = ink.copy()
     with pytest.raises(KeyError, match="'Z'"):
-        draw_text(ink, "ZIP", 0, 40, 20.0)
+        draw_text(ink, "ZIP", (0.0, 0.0, 50.0, 20.0), 2.0)
+    assert (ink == before).all()
 
 
 def test_git_holds_no_build_products() -> None:
