@@ -46,6 +46,9 @@ def _line_of(root: yaml.Node | None, loc: tuple) -> int | None:
     return line
 
 
+line_of = _line_of  # public name for callers outside this module
+
+
 def _field_path(loc: tuple) -> str:
     out = ""
     for part in loc:

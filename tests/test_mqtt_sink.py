@@ -287,7 +287,8 @@ def test_outbox_cap_while_broker_down_drops_oldest_counted(
         sink.publish_stats({"fps": 0.0})
         assert wait_until(lambda: col.count(TOPICS.stats) == 1, 10)
         assert col.last(TOPICS.stats)["outbox"] == {
-            "depth": 0, "dropped": 5, "oldest_age_s": None, "connected": True}
+            "depth": 0, "dropped": 5, "oldest_age_s": None, "connected": True, "pending": 0,
+            "fault": None}
         assert col.errors == []
         col.stop()
     finally:
