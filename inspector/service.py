@@ -146,6 +146,7 @@ class Service:
             str(req.get("recipe_id", "")), req.get("rev"))})
         self.control.start()
         self.supervisor = Supervisor(cfg.supervisor, self.pipeline, self.notifier, self.mqtt)
+        self.supervisor.control = self.control
         if cfg.health.prometheus_port is not None:
             self.exporter = PrometheusExporter(cfg.health, self.stats)
             self.exporter.start()

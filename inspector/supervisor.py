@@ -80,6 +80,8 @@ class Supervisor:
         self.interval_s = interval_s if interval_s is not None else watchdog_interval()
         self.problems: dict[str, str] = {}  # stage -> what is wrong, empty when healthy
         self.faults: dict[str, str] = {}  # visible, but the watchdog is still fed
+        self.control = None  # the ControlServer, watched like the other threads
+        self._thread_restarts: dict[str, tuple[int, float]] = {}  # name -> (count, when)
         self.pings = 0
         self.publisher_restarts = 0
         self._cams: dict[str, _Camera] = {}
@@ -218,11 +220,31 @@ class Supervisor:
                 log.exception("retrying held results failed")
             if sink.fault is not None:
                 out["outbox"] = sink.fault
+        out.update(self._input_threads())
         failed = getattr(self.pipeline, "sink_failures", {})
         for name, (count, last, at) in list(failed.items()):
             if time.monotonic() - at <= self.cfg.sink_fault_s:
                 out[f"sink {name}"] = (f"result sink {name} failed on {count} result(s); "
                                        f"last: {last}")
+        return out
+
+    def _input_threads(self) -> dict[str, str]:
+        """The threads that serve outside input (MQTT commands, the control socket):
+        restarted when dead, and a fault for `sink_fault_s` after each restart."""
+        watched = [("mqtt-commands", getattr(self.mqtt, "commands", None)),
+                   ("control", self.control)]
+        now = time.monotonic()
+        out: dict[str, str] = {}
+        for name, obj in watched:
+            if obj is None or (name == "mqtt-commands" and getattr(self.mqtt, "_closed", False)):
+                continue
+            if not obj.ensure_running():
+                n = self._thread_restarts.get(name, (0, 0.0))[0] + 1
+                self._thread_restarts[name] = (n, now)
+                self.pipeline.stats.count(f"thread_restarts.{name}")
+            n, at = self._thread_restarts.get(name, (0, -1e9))
+            if now - at <= self.cfg.sink_fault_s:
+                out[f"thread {name}"] = f"thread {name} died and was restarted ({n} time(s))"
         return out
 
     def _fault_transitions(self, faults: dict[str, str]) -> None:
