@@ -26,6 +26,8 @@ from inspector.sources.base import StrictModel
 from inspector.validation import InvalidFile, _line_of, require_unique, validate_file
 
 TopicSafe = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+# 0 is OK and 65535 "could not be inspected" (inspector.pipeline.ERROR_CODE): never a class's
+PlcCode = Annotated[int, Field(ge=1, le=65534)]
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
 
@@ -37,7 +39,7 @@ class DefectClass(StrictModel):
     min_area_mm2: Annotated[float, Field(ge=0)] = 0.0
     max_count: Annotated[int, Field(ge=0)] = 0  # parts with more than this many are NG
     severity: Literal["minor", "major", "critical"] = "major"
-    plc_code: Annotated[int, Field(ge=1, le=65535)]
+    plc_code: PlcCode
 
 
 class UnknownRule(StrictModel):
@@ -46,7 +48,7 @@ class UnknownRule(StrictModel):
     enabled: bool = True
     threshold: Annotated[float, Field(ge=0, le=1)] = 0.5
     min_area_mm2: Annotated[float, Field(ge=0)] = 0.0
-    plc_code: Annotated[int, Field(ge=1, le=65535)] = 99
+    plc_code: PlcCode = 99
     severity: Literal["minor", "major", "critical"] = "major"
     target_false_alarm_rate: Annotated[float, Field(gt=0, lt=1)] = 0.01
     params: dict[str, Any] = Field(default_factory=dict)  # inspector.unknown.UnknownParams
@@ -84,7 +86,19 @@ class Recipe(StrictModel):
         require_unique(names, "class names")
         if "unknown" in names:
             raise ValueError("'unknown' is reserved for the unknown-defect rule")
+        codes = [str(c.plc_code) for c in v]
+        require_unique(codes, "PLC codes (a PLC tells defects apart by them)")
         return v
+
+    @model_validator(mode="after")
+    def _unknown_code_own(self) -> Recipe:
+        """The unknown-defect rule's code must differ from every class's."""
+        if self.unknown.enabled:
+            clash = [c.name for c in self.classes if c.plc_code == self.unknown.plc_code]
+            if clash:
+                raise ValueError(f"unknown.plc_code {self.unknown.plc_code} is also the code "
+                                 f"of class {clash[0]!r}; PLC codes must be unique")
+        return self
 
     @field_validator("roi")
     @classmethod

@@ -29,13 +29,15 @@ DEFAULT_STATE_DIR = Path("/var/lib/inspector")
 
 
 def plc_payload(result: dict) -> dict:
-    """`{part_id, ok, code, seq}` from a result; a NG without a code gets the generic 1."""
+    """`{part_id, ok, code, seq, event_id, session, replayed}` from a result; a NG without
+    a code gets the generic 1. `event_id` lets a PLC drop a replayed duplicate."""
     ok = result["verdict"] == "OK"
     code = result.get("code")
     if code is None:
         code = 0 if ok else 1
     return {"part_id": str(result["part_id"]), "ok": ok, "code": int(code),
-            "seq": int(result["seq"])}
+            "seq": int(result["seq"]), "event_id": str(result["event_id"]),
+            "session": str(result["session"]), "replayed": False}
 
 
 def _dumps(doc: object) -> str:
