@@ -27,7 +27,7 @@ def _is_recipe(path: Path) -> bool:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     from inspector.config import load_config
-    from inspector.recipe import load_recipe
+    from inspector.recipe_check import check_recipe
 
     bad = 0
     for path in args.files:
@@ -36,8 +36,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
         try:
             if not path.exists():
                 raise InvalidFile(path, [f"{path}: file not found"])
-            if kind == "recipe":
-                load_recipe(path)
+            if kind == "recipe":  # the same checks as `recipe validate`
+                report = check_recipe(path)
+                if report.errors:
+                    raise InvalidFile(path, report.errors)
             else:
                 _check_state(path, load_config(path))
         except InvalidFile as exc:
