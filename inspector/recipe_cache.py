@@ -9,6 +9,10 @@ makes the cache stale: it is rebuilt by enrolling again, never used. Both files 
 written to a temporary name and renamed, the meta last, so a reader never sees a
 half-written cache; a read-only recipe folder just goes without a cache.
 
+The sha256 fields alone can be recomputed by whoever edits the arrays, so the meta also
+carries an HMAC (inspector.cache_key) under a per-host secret in the state dir: a cache
+edited by hand, or built on another host, fails it and is rebuilt, never used.
+
     outcome = enroll_cached(recipe, detector, progress=True)   # hit, or enrol + write
 
 For a switch while the line runs, enroll_isolated() enrols a cache miss in a child
@@ -32,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from inspector.atomic import write_atomic as _write_atomic
+from inspector.cache_key import sign, verify
 from inspector.detector.base import Detector
 from inspector.hashing import file_sha256 as _file_sha256
 from inspector.recipe import Recipe, content_hash, load_normals, load_prompts
@@ -100,6 +105,9 @@ def _read_meta(recipe: Recipe, detector: Detector) -> tuple[dict, str]:
             return {}, f"stale: {key} changed"
     if not state_file.is_file():
         return {}, f"missing {state_file.name}"
+    why = verify(meta)
+    if why:
+        return {}, why
     return meta, ""
 
 
@@ -148,6 +156,11 @@ def save(recipe: Recipe, detector: Detector, key: dict) -> Path | None:
         "arrays": {k: {"dtype": str(v.dtype), "shape": list(v.shape)} for k, v in state.items()},
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
+    try:
+        meta["hmac"] = sign(meta)
+    except OSError as exc:  # no key to sign with: a cache nobody can vouch for is useless
+        state_file.unlink(missing_ok=True)
+        raise OSError(f"no cache key: {exc}") from exc
     _write_atomic(meta_file, lambda f: f.write(json.dumps(meta, indent=1).encode()))
     return state_file
 
