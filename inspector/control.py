@@ -37,47 +37,66 @@ class ControlServer:
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._slots = threading.BoundedSemaphore(MAX_CLIENTS)
+        self._inode = 0
 
     def register(self, cmd: str, handler: Handler) -> None:
         self.handlers[cmd] = handler
 
     def start(self) -> None:
+        self._listen()
+        self._thread = threading.Thread(target=self._serve, name="control", daemon=True)
+        self._thread.start()
+
+    def _listen(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        if self.path.exists():
-            self.path.unlink()  # a socket left by a crashed run
+        if self.path.exists() or self.path.is_symlink():
+            self.path.unlink()  # a socket left by a crashed run (the state lock is ours)
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.bind(str(self.path))
         os.chmod(self.path, 0o660)
         sock.listen(8)
         sock.settimeout(0.2)
         self._sock = sock
-        self._thread = threading.Thread(target=self._serve, name="control", daemon=True)
-        self._thread.start()
+        self._inode = os.stat(self.path).st_ino
 
     def alive(self) -> bool:
-        return self._thread is None or self._thread.is_alive() or self._stop.is_set()
+        """The accept loop runs and the socket file is still ours (a cleaned-up state dir
+        leaves a listening socket nobody can reach)."""
+        if self._thread is None or self._stop.is_set():
+            return True
+        try:
+            ours = os.stat(self.path).st_ino == self._inode
+        except OSError:
+            ours = False
+        return self._thread.is_alive() and ours
 
     def ensure_running(self) -> bool:
-        """Restart the accept loop if its thread died (the supervisor calls this)."""
+        """Listen again and restart the accept loop if either is gone (the supervisor
+        calls this every tick); False when it had to."""
         if self.alive():
             return True
-        log.error("the control thread is not running; starting a fresh one")
+        log.error("the control socket %s is not served; listening again", self.path)
+        old, self._sock = self._sock, None
+        if old is not None:
+            old.close()  # the old loop ends on its next accept
+        if self._thread is not None:
+            self._thread.join(1.0)
+        self._listen()
         self._thread = threading.Thread(target=self._serve, name="control", daemon=True)
         self._thread.start()
         return False
 
     def _serve(self) -> None:
+        sock = self._sock
         while not self._stop.is_set():
             try:
-                conn, _ = self._sock.accept()
+                conn, _ = sock.accept()
             except TimeoutError:
                 continue
             except OSError:
-                if self._stop.is_set():
-                    break
-                log.exception("control socket accept failed")
-                self._stop.wait(0.2)
-                continue
+                if not self._stop.is_set() and sock is self._sock:
+                    log.exception("control socket accept failed; the supervisor restarts it")
+                return
             while not self._slots.acquire(timeout=0.2):
                 if self._stop.is_set():
                     conn.close()
@@ -127,7 +146,11 @@ class ControlServer:
             self._sock.close()
         if self._thread is not None:
             self._thread.join(2.0)
-        self.path.unlink(missing_ok=True)
+        try:
+            if os.stat(self.path).st_ino == self._inode:  # only our own socket file
+                self.path.unlink()
+        except OSError:
+            pass
 
 
 def _read_json(conn: socket.socket, limit: int = MAX_REQUEST) -> dict:

@@ -238,7 +238,12 @@ class Supervisor:
         for name, obj in watched:
             if obj is None or (name == "mqtt-commands" and getattr(self.mqtt, "_closed", False)):
                 continue
-            if not obj.ensure_running():
+            try:
+                restarted = not obj.ensure_running()
+            except Exception as exc:  # e.g. the state dir is gone: say so, try next tick
+                out[f"thread {name}"] = f"thread {name} cannot be restarted: {exc}"
+                continue
+            if restarted:
                 n = self._thread_restarts.get(name, (0, 0.0))[0] + 1
                 self._thread_restarts[name] = (n, now)
                 self.pipeline.stats.count(f"thread_restarts.{name}")

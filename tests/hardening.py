@@ -65,9 +65,9 @@ def station_config(tmp_path: Path, broker_port: int, state_dir: Path, **extra) -
 class Running:
     """A started Service with its main loop on a thread; records every result it made."""
 
-    def __init__(self, cfg_path: Path) -> None:
+    def __init__(self, cfg_path: Path, extra_sinks: list | None = None) -> None:
         self.made: list[str] = []
-        self.svc = Service(load_config(cfg_path),
+        self.svc = Service(load_config(cfg_path), extra_sinks=extra_sinks,
                            on_result=lambda f: self.made.append(f.result["event_id"]))
         self.svc.start()
         self.main = threading.Thread(target=self.svc.run_until_stopped, daemon=True)

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from hardening import Running, station_config
 from mosquitto import Broker
 from mqtt_fixtures import (
     LINE,
@@ -29,6 +30,8 @@ from mqtt_fixtures import (
 
 from inspector.control import ControlServer, call
 from inspector.mqtt.sink import MqttSink
+from inspector.service import control_path
+from inspector.sinks.base import ResultSink
 
 pytestmark = pytest.mark.timeout(90)
 NESTED = b"[" * 30_000  # 30 KB; RecursionError in json.loads before the fix
@@ -178,3 +181,41 @@ def test_control_socket_survives_hostile_requests_and_serves_status_during_a_swi
         for s in idle:
             s.close()
         server.stop()
+
+
+class _Failing(ResultSink):
+    """A sink that raises on every third result (a full disk under a JSONL file, say)."""
+
+    def __init__(self) -> None:
+        self.n = 0
+
+    def emit(self, result: dict) -> None:
+        self.n += 1
+        if self.n % 3 == 0:
+            raise OSError(28, "No space left on device")
+
+
+@needs_mosquitto
+def test_supervisor_restores_a_lost_control_socket_and_shows_sink_errors(
+        tmp_path: Path) -> None:
+    state = Path(tempfile.mkdtemp(prefix="st", dir="/tmp"))
+    with Broker(tmp_path / "broker") as broker:
+        run = Running(station_config(tmp_path, broker.port, state), extra_sinks=[_Failing()])
+        try:
+            sock = control_path(run.svc.cfg)
+            assert wait_until(lambda: len(run.made) >= 4, 60)
+            assert wait_until(lambda: not run.svc.supervisor.healthy, 5)
+            health = call(sock, {"cmd": "status"}, timeout=5)["stats"]["health"]
+            assert health["ok"] is False and health["watchdog_fed"] is True
+            assert any("result sink _Failing failed on" in p and "No space left" in p
+                       for p in health["problems"]), health
+            sock.unlink()  # e.g. a cleaned-up state dir: the service must be reachable again
+            assert wait_until(lambda: sock.exists(), 5)
+            health = call(sock, {"cmd": "status"}, timeout=5)["stats"]["health"]
+            assert any("thread control died and was restarted (1 time(s))" in p
+                       for p in health["problems"]), health
+            assert run.svc.pipeline.stats.get("thread_restarts.control") == 1
+            print("NOW sink errors: health FAULT naming the sink and the error (watchdog still "
+                  "fed); a lost control socket is served again within a tick, shown as a fault")
+        finally:
+            run.stop()
