@@ -3,11 +3,12 @@ rebuilt rather than trusted.
 
 Why: the enrolment cache's meta lists sha256 values of what it was built from; anyone
 who edits the arrays can recompute those. An HMAC under a key that lives in the state
-dir (mode 0640, readable by the service's group, never in the recipe) cannot be
-recomputed by editing the recipe folder. The service points `INSPECTOR_CACHE_KEY` at
-`<state_dir>/cache.key`, and enrolment children inherit it; the CLI uses the same
-variable, else `/var/lib/inspector/cache.key` when it can use it, else a key in the
-user's `~/.local/state/inspector/`. A cache signed with another key is rebuilt.
+dir (mode 0640, owned like the state dir, never in the recipe) cannot be recomputed by
+editing the recipe folder. The key is `$INSPECTOR_CACHE_KEY` when set, else
+`/var/lib/inspector/cache.key` (the unit's state dir) when this user can use it, else
+`~/.local/state/inspector/cache.key` (development). The service, its enrolment children
+and an admin's `inspector recipe enroll` thus share one key per host; a cache signed
+with another key is rebuilt, never used.
 """
 
 from __future__ import annotations
@@ -47,6 +48,9 @@ def load_key(path: Path | None = None) -> bytes:
         return bytes.fromhex(path.read_text(encoding="ascii").strip())
     with os.fdopen(fd, "w") as f:
         f.write(secrets.token_hex(32) + "\n")
+    if os.geteuid() == 0:  # made by root for the service: owned like its folder
+        st = os.stat(path.parent)
+        os.chown(path, st.st_uid, st.st_gid)
     return bytes.fromhex(path.read_text(encoding="ascii").strip())
 
 

@@ -8,7 +8,6 @@ frames already accepted and flush every result within the stop deadline.
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import threading
 import time
@@ -16,7 +15,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from inspector import cache_key
 from inspector.archive import Archive
 from inspector.config import StationConfig
 from inspector.control import ControlServer
@@ -101,8 +99,6 @@ class Service:
     def start(self) -> None:
         cfg = self.cfg
         self.lock.acquire()  # first: a second instance must touch nothing of the first
-        # the per-host key that signs enrolment caches; enrolment children inherit it
-        os.environ.setdefault(cache_key.ENV, str(cfg.storage.state_dir / "cache.key"))
         active = load_active(cfg.recipe, progress=self.progress)
         cams = [c for c in cfg.cameras if c.enabled]
         sources = [build_source(c.name, c.source) for c in cams]
