@@ -196,6 +196,9 @@ class PrometheusExporter:
                                     "by the broker", value=p["outbox"]["depth"])
             yield GaugeMetricFamily("inspector_broker_connected", "1 while connected",
                                     value=1.0 if p["outbox"]["connected"] else 0.0)
+            yield GaugeMetricFamily("inspector_outbox_pending", "Results held in memory "
+                                    "because the outbox cannot commit them",
+                                    value=p["outbox"].get("pending", 0))
         if "disk" in p:
             yield GaugeMetricFamily("inspector_disk_free_bytes", "Free bytes on the state "
                                     "disk", value=p["disk"]["free_bytes"])
