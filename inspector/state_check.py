@@ -62,4 +62,20 @@ def outbox_problem(path: Path) -> str | None:
         return f"outbox {path}: cannot read: {exc}"
     finally:
         conn.close()
+        _same_owner(path)
     return None
+
+
+def _same_owner(path: Path) -> None:
+    """Opening a WAL database may create -wal/-shm files; when root validates (the
+    install script does), give them to the outbox's owner so the service can open them."""
+    if os.geteuid() != 0:
+        return
+    try:
+        st = os.stat(path)
+        for suffix in ("-wal", "-shm"):
+            side = Path(f"{path}{suffix}")
+            if side.exists() and side.stat().st_uid != st.st_uid:
+                os.chown(side, st.st_uid, st.st_gid)
+    except OSError:
+        pass
