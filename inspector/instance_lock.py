@@ -46,6 +46,9 @@ class InstanceLock:
                 f"state dir {self.path.parent} is in use by another inspector ({holder}); "
                 "stop that one first (systemctl stop inspector), or give this station its "
                 "own storage.state_dir") from None
+        if os.geteuid() == 0:  # root (a salvage): leave the file usable by the service user
+            st = os.stat(self.path.parent)
+            os.fchown(fd, st.st_uid, st.st_gid)
         os.ftruncate(fd, 0)
         os.write(fd, f"pid {os.getpid()}, {self.what}\n".encode())
         self._fd = fd

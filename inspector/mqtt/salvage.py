@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sqlite3
 import time
 from dataclasses import dataclass, field
@@ -45,6 +46,7 @@ def salvage(path: Path) -> SalvageReport:
     report = SalvageReport(path)
     if not path.exists():
         return report
+    owner = path.stat()
     aside = path.with_name(f"{path.name}.damaged-{time.strftime('%Y%m%dT%H%M%S')}")
     for suffix in ("", "-wal", "-shm"):
         src = Path(f"{path}{suffix}")
@@ -58,6 +60,11 @@ def salvage(path: Path) -> SalvageReport:
             fresh.append(event_id, plc, result, created)
     finally:
         fresh.close()
+    if os.geteuid() == 0:  # run by root: the fresh file belongs to whoever owned the old one
+        for suffix in ("", "-wal", "-shm"):
+            side = Path(f"{path}{suffix}")
+            if side.exists():
+                os.chown(side, owner.st_uid, owner.st_gid)
     log.warning("%s", report.text())
     return report
 
