@@ -5,9 +5,9 @@ subscribes with retain-as-published, so even a retained command published while 
 connected is recognised; over 3.1.1 only the ones replayed at subscribe time can be.
 Every other message gets exactly one ack: size and nesting depth are checked before
 parsing, anything a handler raises becomes a short error ack (never a traceback), and
-the worker thread survives whatever it is given. Malformed JSON, a missing or wrong field, or a
-handler that raises (unknown recipe, wrong rev) gets `ok: false` with the reason and
-changes nothing; the recipe switch itself is the handler's job and runs on this module's
+the worker thread survives whatever it is given; a busy ack names the request id.
+Malformed JSON, a missing or wrong field, or a handler that raises (unknown recipe,
+wrong rev) gets `ok: false` with the reason and changes nothing; the recipe switch itself is the handler's job and runs on this module's
 worker thread, never on paho's network thread.
 """
 

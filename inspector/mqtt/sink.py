@@ -102,7 +102,7 @@ class MqttSink(ResultSink):
 
     def retry_pending(self) -> None:
         """Called periodically (Service.tick): commit held results once the disk allows."""
-        if self.pending.retry():
+        if len(self.pending) and self.pending.retry():
             self.publisher.wake()
 
     @property
