@@ -7,8 +7,9 @@ Every other message gets exactly one ack: size and nesting depth are checked bef
 parsing, anything a handler raises becomes a short error ack (never a traceback), and
 the worker thread survives whatever it is given; a busy ack names the request id.
 Malformed JSON, a missing or wrong field, or a handler that raises (unknown recipe,
-wrong rev) gets `ok: false` with the reason and changes nothing; the recipe switch itself is the handler's job and runs on this module's
-worker thread, never on paho's network thread.
+wrong rev) gets `ok: false` with the reason and changes nothing; the recipe switch
+itself is the handler's job and runs on this module's worker thread, never on paho's
+network thread.
 """
 
 from __future__ import annotations
