@@ -56,6 +56,8 @@ def test_full_disk_holds_results_reports_fault_and_publishes_all_after_space_is_
             assert "full" in run.svc.mqtt.fault
             assert wait_until(lambda: len(run.svc.mqtt.pending) >= 3, 20)
             # health, `inspector status`, the retained status topic and sd_notify say so
+            # (the supervisor looks every 0.2 s)
+            assert wait_until(lambda: not run.svc.supervisor.healthy, 5)
             answer = call(control_path(run.svc.cfg), {"cmd": "status"}, timeout=5)
             health, ob = answer["stats"]["health"], answer["stats"]["outbox"]
             assert health["ok"] is False and any("full" in p for p in health["problems"])
