@@ -250,6 +250,11 @@ def enroll_isolated(recipe: Recipe, detector: Detector, timeout: float | None = 
         raise ValueError(f"recipe {recipe.id}: enrolment stopped (exit {proc.returncode}; "
                          f"limits {ENROL_MEMORY_MB} MB, {ENROL_TIMEOUT_S:g} s); the running "
                          "recipe stays")
+    if "Traceback (most recent call last)" in proc.stderr:  # a crash: its last line only
+        last = [s for s in proc.stderr.splitlines() if s.strip()][-1].strip()
+        log.error("recipe %s: enrolment child crashed:\n%s", recipe.id, proc.stderr[-4000:])
+        raise ValueError(f"recipe {recipe.id}: enrolment failed: {last[:200]}; the running "
+                         "recipe stays")
     if proc.returncode in (1, 2):  # the recipe cannot be enrolled: say why, change nothing
         lines = [s for s in proc.stderr.splitlines() if s.strip()] or ["enrolment failed"]
         raise InvalidFile(recipe.folder, lines) if proc.returncode == 2 else ValueError(
