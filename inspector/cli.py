@@ -13,7 +13,7 @@ from inspector.version_info import VersionAction
 # Modules that add verbs: each has `register(subparsers)` and owns its commands.
 EXTENSIONS: list[str] = ["inspector.cli_recipe", "inspector.cli_service", "inspector.cli_model",
                          "inspector.cli_calibrate", "inspector.cli_unknown",
-                         "inspector.cli_camera", "inspector.cli_bench"]
+                         "inspector.cli_camera", "inspector.cli_bench", "inspector.cli_outbox"]
 
 
 def _is_recipe(path: Path) -> bool:
@@ -28,7 +28,7 @@ def _is_recipe(path: Path) -> bool:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     from inspector.config import load_config
-    from inspector.recipe import load_recipe
+    from inspector.recipe_check import check_recipe
 
     bad = 0
     for path in args.files:
@@ -37,7 +37,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
         try:
             if not path.exists():
                 raise InvalidFile(path, [f"{path}: file not found"])
-            load_recipe(path) if kind == "recipe" else load_config(path)
+            if kind == "recipe":  # the same checks as `recipe validate`
+                report = check_recipe(path)
+                if report.errors:
+                    raise InvalidFile(path, report.errors)
+            else:
+                _check_state(path, load_config(path))
         except InvalidFile as exc:
             bad += 1
             print(f"{path}: invalid {kind}, {len(exc.errors)} error(s):", file=sys.stderr)
@@ -46,6 +51,18 @@ def cmd_validate(args: argparse.Namespace) -> int:
         else:
             print(f"{path}: valid {kind}")
     return 1 if bad else 0
+
+
+def _check_state(path: Path, cfg) -> None:
+    """The state dir and the outbox as `inspector run` will need them (file:line: field)."""
+    from inspector.state_check import state_problems
+    from inspector.validation import line_of
+
+    problems = state_problems(cfg)
+    if problems:
+        _, node = load_yaml(path)
+        raise InvalidFile(path, [f"{path}:{line_of(node, loc) or 1}: {'.'.join(loc)}: {msg}"
+                                 for loc, msg in problems])
 
 
 def load_config_or_report(path: str | Path):
@@ -67,9 +84,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     cfg = load_config_or_report(args.config)
     if cfg is None:
         return 2
+    from inspector.instance_lock import AlreadyRunning, StateDirError
+    from inspector.mqtt.outbox import OutboxError
+
     service = Service(cfg)
     service.install_signal_handlers()
-    service.start()
+    try:
+        service.start()
+    except (AlreadyRunning, StateDirError, OutboxError) as exc:  # a clear message, no traceback
+        print(f"inspector run: {exc}", file=sys.stderr)
+        service.stop()
+        return 2
     service.run_until_stopped()
     return 0
 

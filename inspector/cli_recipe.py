@@ -114,7 +114,7 @@ def cmd_enroll(args: argparse.Namespace) -> int:
             got = enroll_cached(recipe, detector, progress=not args.quiet, rebuild=args.rebuild)
         except InvalidFile as exc:
             return _fail(exc, "cannot enrol")
-        except ValueError as exc:
+        except (ValueError, RuntimeError, OSError) as exc:  # e.g. a model that fails its pin
             print(f"{path}: cannot enrol: {exc}", file=sys.stderr)
             return 1
         if got.hit:

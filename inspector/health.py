@@ -37,9 +37,10 @@ class HealthConfig(StrictModel):
 def outbox_figures(sink) -> dict:
     """The `outbox` object of the stats schema for an MqttSink."""
     oldest = sink.outbox.oldest_created()
-    return {"depth": sink.outbox.depth(), "dropped": sink.outbox.dropped_total(),
+    return {"depth": sink.outbox.depth(), "pending": len(sink.pending),
+            "dropped": sink.outbox.dropped_total(),
             "oldest_age_s": None if oldest is None else round(time.time() - oldest, 3),
-            "connected": sink.connected}
+            "connected": sink.connected, "fault": sink.fault}
 
 
 def stats_payload(service) -> dict:
@@ -85,7 +86,8 @@ def status_table(payload: dict) -> str:
     health = payload.get("health") or {}
     if health:
         rows.append(("health", "OK" if health.get("ok") else
-                     "STUCK: " + "; ".join(health.get("problems", []))))
+                     ("STUCK: " if health.get("watchdog_fed") is False else "FAULT: ")
+                     + "; ".join(health.get("problems", []))))
         iv = health.get("watchdog_interval_s")
         rows.append(("watchdog", f"every {iv:g} s, {health.get('watchdog_pings', 0)} pings"
                      if iv else "not requested by systemd"))
@@ -108,6 +110,9 @@ def status_table(payload: dict) -> str:
     if ob:
         rows.append(("outbox depth", f"{ob['depth']} (broker "
                      f"{'connected' if ob['connected'] else 'NOT connected'})"))
+        if ob.get("pending") or ob.get("fault"):
+            rows.append(("outbox NOT COMMITTING", f"{ob.get('pending', 0)} result(s) held in "
+                         "memory, see health"))
     disk = payload.get("disk")
     if disk:
         rows.append(("disk", f"{disk['used_pct']:.1f} % used, {_mb(disk['free_bytes'])} free "
@@ -191,6 +196,9 @@ class PrometheusExporter:
                                     "by the broker", value=p["outbox"]["depth"])
             yield GaugeMetricFamily("inspector_broker_connected", "1 while connected",
                                     value=1.0 if p["outbox"]["connected"] else 0.0)
+            yield GaugeMetricFamily("inspector_outbox_pending", "Results held in memory "
+                                    "because the outbox cannot commit them",
+                                    value=p["outbox"].get("pending", 0))
         if "disk" in p:
             yield GaugeMetricFamily("inspector_disk_free_bytes", "Free bytes on the state "
                                     "disk", value=p["disk"]["free_bytes"])

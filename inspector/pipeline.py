@@ -107,6 +107,9 @@ class Pipeline:
         self.acq_beat: dict[str, float] = {}  # camera -> last loop of its thread (monotonic)
         self.last_frame: dict[str, float] = {}  # camera -> arrival of its last frame
         self.emit_since: float | None = None  # start of the result being handed to sinks
+        # sink name -> (failures, last error, monotonic time): a fault for the supervisor,
+        # so that a sink that raises is never only a log line
+        self.sink_failures: dict[str, tuple[int, str, float]] = {}
 
     # -- control -------------------------------------------------------------------
     @property
@@ -290,10 +293,13 @@ class Pipeline:
                 for sink in self.sinks:
                     try:
                         sink.emit(item.result)
-                    except Exception:
+                    except Exception as exc:
                         self.stats.count("sink_errors")
-                        log.exception("sink %s failed on %s", type(sink).__name__,
-                                      item.result["event_id"])
+                        name = type(sink).__name__
+                        log.exception("sink %s failed on %s", name, item.result["event_id"])
+                        n = self.sink_failures.get(name, (0, "", 0.0))[0] + 1
+                        self.sink_failures[name] = (n, f"{item.result['event_id']}: "
+                                                    f"{str(exc)[:200]}", time.monotonic())
                 if self.on_result is not None:
                     self.on_result(item)
             finally:

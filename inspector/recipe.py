@@ -22,10 +22,13 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from inspector.coco import decode_segmentation
 from inspector.detector.base import PromptExample
+from inspector.image_header import ImageHeaderError, ImageTooLarge, check_image
 from inspector.sources.base import StrictModel
 from inspector.validation import InvalidFile, _line_of, require_unique, validate_file
 
 TopicSafe = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+# 0 is OK and 65535 "could not be inspected" (inspector.pipeline.ERROR_CODE): never a class's
+PlcCode = Annotated[int, Field(ge=1, le=65534)]
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
 
@@ -37,7 +40,7 @@ class DefectClass(StrictModel):
     min_area_mm2: Annotated[float, Field(ge=0)] = 0.0
     max_count: Annotated[int, Field(ge=0)] = 0  # parts with more than this many are NG
     severity: Literal["minor", "major", "critical"] = "major"
-    plc_code: Annotated[int, Field(ge=1, le=65535)]
+    plc_code: PlcCode
 
 
 class UnknownRule(StrictModel):
@@ -46,7 +49,7 @@ class UnknownRule(StrictModel):
     enabled: bool = True
     threshold: Annotated[float, Field(ge=0, le=1)] = 0.5
     min_area_mm2: Annotated[float, Field(ge=0)] = 0.0
-    plc_code: Annotated[int, Field(ge=1, le=65535)] = 99
+    plc_code: PlcCode = 99
     severity: Literal["minor", "major", "critical"] = "major"
     target_false_alarm_rate: Annotated[float, Field(gt=0, lt=1)] = 0.01
     params: dict[str, Any] = Field(default_factory=dict)  # inspector.unknown.UnknownParams
@@ -84,6 +87,25 @@ class Recipe(StrictModel):
         require_unique(names, "class names")
         if "unknown" in names:
             raise ValueError("'unknown' is reserved for the unknown-defect rule")
+        codes = [str(c.plc_code) for c in v]
+        require_unique(codes, "PLC codes (a PLC tells defects apart by them)")
+        return v
+
+    @model_validator(mode="after")
+    def _unknown_code_own(self) -> Recipe:
+        """The unknown-defect rule's code must differ from every class's."""
+        if self.unknown.enabled:
+            clash = [c.name for c in self.classes if c.plc_code == self.unknown.plc_code]
+            if clash:
+                raise ValueError(f"unknown.plc_code {self.unknown.plc_code} is also the code "
+                                 f"of class {clash[0]!r}; PLC codes must be unique")
+        return self
+
+    @field_validator("prompts", "normal")
+    @classmethod
+    def _relative_inside(cls, v: Path) -> Path:
+        if v.is_absolute() or ".." in v.parts:
+            raise ValueError(outside(Path("."), v))
         return v
 
     @field_validator("roi")
@@ -99,6 +121,10 @@ class Recipe(StrictModel):
         if file is None:
             return self
         folder = Path(file).parent
+        for name in ("prompts", "normal"):
+            problem = outside(folder, getattr(self, name))
+            if problem:
+                raise ValueError(f"{name}: {problem}")
         if not (folder / self.prompts).is_file():
             raise ValueError(f"prompts: file not found: {folder / self.prompts}")
         if not (folder / self.normal).is_dir():
@@ -114,6 +140,27 @@ class Recipe(StrictModel):
         return {"id": self.id, "rev": self.rev, "sha256": self.sha256}
 
 
+def outside(folder: Path, rel: Path | str, base: Path | None = None) -> str | None:
+    """Why `rel` does not name something inside `folder`, or None.
+
+    Why: a recipe is closed. Every file it uses lies in its folder, so copying the folder
+    copies the recipe and its sha256 covers every byte that judges a part; absolute paths,
+    `..` and symlinks that lead out are refused. `rel` is relative to `base` (default
+    `folder`).
+    """
+    rel = Path(rel)
+    if rel.is_absolute():
+        return f"{rel} is an absolute path; recipe paths are relative to the recipe folder"
+    if ".." in rel.parts:
+        return f"{rel} leads out of the recipe folder (..)"
+    target = (base or folder) / rel
+    try:
+        target.resolve().relative_to(folder.resolve())
+    except ValueError:
+        return f"{rel} resolves to {target.resolve()}, outside the recipe folder"
+    return None
+
+
 def recipe_file(path: Path) -> Path:
     """Accept a recipe folder or its recipe.yaml."""
     path = Path(path)
@@ -125,7 +172,7 @@ def load_recipe(path: Path) -> Recipe:
     file = recipe_file(path)
     recipe = validate_file(file, Recipe)
     recipe.folder = file.parent
-    errors = _check_prompt_bank(recipe)
+    errors = _check_prompt_bank(recipe) + _check_normals_closed(recipe)
     if errors:
         raise InvalidFile(file, errors)
     if recipe.detector.kind is None:
@@ -217,14 +264,48 @@ def _check_prompt_bank(recipe: Recipe) -> list[str]:
         if img is None:
             errors.append(f"{where('annotations', n, 'image_id')}: {ref}.image_id: "
                           f"no image with id {ann.get('image_id')!r}")
+        elif outside(recipe.folder, str(img.get("file_name", "")), file.parent):
+            i = list(images).index(ann.get("image_id"))
+            errors.append(f"{where('images', i, 'file_name')}: images[{i}].file_name: "
+                          + str(outside(recipe.folder, str(img.get("file_name", "")),
+                                        file.parent)))
         elif not (file.parent / str(img.get("file_name", ""))).is_file():
             errors.append(f"{where('annotations', n, 'image_id')}: {ref}: image file not "
                           f"found: {file.parent / str(img.get('file_name'))}")
+        else:
+            try:
+                check_image(file.parent / str(img.get("file_name")))
+            except ImageTooLarge as exc:
+                i = list(images).index(ann.get("image_id"))
+                errors.append(f"{where('images', i, 'file_name')}: images[{i}].file_name: "
+                              f"{exc}")
+            except ImageHeaderError:
+                pass  # recipe validate decodes every image and says so
         bbox = ann.get("bbox")
         if not (isinstance(bbox, list) and len(bbox) == 4
                 and all(isinstance(v, int | float) for v in bbox) and bbox[2] > 0 and bbox[3] > 0):
             errors.append(f"{where('annotations', n, 'bbox')}: {ref}.bbox: must be "
                           f"[x, y, w, h] with w, h > 0 (got {bbox!r})")
+    return errors
+
+
+def _check_normals_closed(recipe: Recipe) -> list[str]:
+    """Good-part images must be files inside the folder (no symlink out) within the caps."""
+    folder = recipe.folder / recipe.normal
+    errors = []
+    for p in sorted(folder.iterdir()):
+        if p.suffix.lower() not in IMAGE_SUFFIXES:
+            continue
+        problem = outside(recipe.folder, p.relative_to(recipe.folder))
+        if problem:
+            errors.append(f"{p}: normal: {problem}")
+            continue
+        try:
+            check_image(p)
+        except ImageTooLarge as exc:  # an unreadable one is recipe validate's to report
+            errors.append(f"{p}: normal: {exc}")
+        except ImageHeaderError:
+            pass
     return errors
 
 
@@ -235,6 +316,14 @@ def _count_prompts(recipe: Recipe) -> int:
 
 
 def read_gray(path: Path) -> np.ndarray:
+    """Decode one recipe image as 8-bit gray; the header is checked against the caps first."""
+    try:
+        check_image(path)
+    except ImageTooLarge as exc:
+        raise InvalidFile(path, [str(exc)]) from None
+    except ImageHeaderError:
+        raise InvalidFile(path, [f"{path}: not a readable image (no PNG, JPEG, BMP or TIFF "
+                                 "header)"]) from None
     img = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
     if img is None:
         raise InvalidFile(path, [f"{path}: not a readable image"])

@@ -9,6 +9,10 @@ makes the cache stale: it is rebuilt by enrolling again, never used. Both files 
 written to a temporary name and renamed, the meta last, so a reader never sees a
 half-written cache; a read-only recipe folder just goes without a cache.
 
+The sha256 fields alone can be recomputed by whoever edits the arrays, so the meta also
+carries an HMAC (inspector.cache_key) under a per-host secret in the state dir: a cache
+edited by hand, or built on another host, fails it and is rebuilt, never used.
+
     outcome = enroll_cached(recipe, detector, progress=True)   # hit, or enrol + write
 
 For a switch while the line runs, enroll_isolated() enrols a cache miss in a child
@@ -32,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from inspector.atomic import write_atomic as _write_atomic
+from inspector.cache_key import sign, verify
 from inspector.detector.base import Detector
 from inspector.hashing import file_sha256 as _file_sha256
 from inspector.recipe import Recipe, content_hash, load_normals, load_prompts
@@ -100,6 +105,9 @@ def _read_meta(recipe: Recipe, detector: Detector) -> tuple[dict, str]:
             return {}, f"stale: {key} changed"
     if not state_file.is_file():
         return {}, f"missing {state_file.name}"
+    why = verify(meta)
+    if why:
+        return {}, why
     return meta, ""
 
 
@@ -148,6 +156,11 @@ def save(recipe: Recipe, detector: Detector, key: dict) -> Path | None:
         "arrays": {k: {"dtype": str(v.dtype), "shape": list(v.shape)} for k, v in state.items()},
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
+    try:
+        meta["hmac"] = sign(meta)
+    except OSError as exc:  # no key to sign with: a cache nobody can vouch for is useless
+        state_file.unlink(missing_ok=True)
+        raise OSError(f"no cache key: {exc}") from exc
     _write_atomic(meta_file, lambda f: f.write(json.dumps(meta, indent=1).encode()))
     return state_file
 
@@ -184,13 +197,28 @@ def enroll_cached(
 # --- enrolment beside a running line ----------------------------------------------------
 ISOLATE_SWITCH_ENROLMENT = True  # scripts/bench_switch.py turns it off to compare
 WORKER_NICE = 0  # > 0 favours inspection on a saturated CPU, but can starve the enrolment
+# Limits of the enrolment child (a hostile recipe must not take the line PC's memory or
+# hold a switch for long); the demo recipe peaks near 2.4 GB of address space.
+ENROL_MEMORY_MB = int(os.environ.get("INSPECTOR_ENROL_MEMORY_MB", "6144"))
+ENROL_TIMEOUT_S = float(os.environ.get("INSPECTOR_ENROL_TIMEOUT_S", "600"))
+
+
+def _child_limits() -> None:
+    """In the enrolment child, first thing: cap its address space and CPU time (set by
+    the child itself: a preexec_fn is unsafe in the threaded service)."""
+    import resource
+
+    mem = ENROL_MEMORY_MB * 1024 * 1024
+    resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
+    cpu = int(ENROL_TIMEOUT_S) + 5
+    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu))
 
 
 def _cacheable(detector: Detector) -> bool:
     return type(detector).load_enrolled_state is not Detector.load_enrolled_state
 
 
-def enroll_isolated(recipe: Recipe, detector: Detector, timeout: float = 900.0
+def enroll_isolated(recipe: Recipe, detector: Detector, timeout: float | None = None
                     ) -> CacheOutcome:
     """enroll_cached() for a switch while the line runs.
 
@@ -209,9 +237,24 @@ def enroll_isolated(recipe: Recipe, detector: Detector, timeout: float = 900.0
     root = str(Path(__file__).resolve().parents[1])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
         [root, *filter(None, [os.environ.get("PYTHONPATH")])])}
-    proc = subprocess.run(
-        [sys.executable, "-m", "inspector.recipe_cache", str(recipe.folder), str(WORKER_NICE)],
-        capture_output=True, text=True, timeout=timeout, env=env, check=False)
+    timeout = ENROL_TIMEOUT_S if timeout is None else timeout
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "inspector.recipe_cache", str(recipe.folder),
+             str(WORKER_NICE)], capture_output=True, text=True, timeout=timeout, env=env,
+            check=False)
+    except subprocess.TimeoutExpired:
+        raise ValueError(f"recipe {recipe.id}: enrolment took longer than {timeout:g} s and "
+                         "was stopped; the running recipe stays") from None
+    if proc.returncode < 0 or "MemoryError" in proc.stderr:
+        raise ValueError(f"recipe {recipe.id}: enrolment stopped (exit {proc.returncode}; "
+                         f"limits {ENROL_MEMORY_MB} MB, {ENROL_TIMEOUT_S:g} s); the running "
+                         "recipe stays")
+    if "Traceback (most recent call last)" in proc.stderr:  # a crash: its last line only
+        last = [s for s in proc.stderr.splitlines() if s.strip()][-1].strip()
+        log.error("recipe %s: enrolment child crashed:\n%s", recipe.id, proc.stderr[-4000:])
+        raise ValueError(f"recipe {recipe.id}: enrolment failed: {last[:200]}; the running "
+                         "recipe stays")
     if proc.returncode in (1, 2):  # the recipe cannot be enrolled: say why, change nothing
         lines = [s for s in proc.stderr.splitlines() if s.strip()] or ["enrolment failed"]
         raise InvalidFile(recipe.folder, lines) if proc.returncode == 2 else ValueError(
@@ -233,6 +276,7 @@ def _worker(folder: str, nice: str) -> int:
     """
     from inspector.recipe import load_recipe
 
+    _child_limits()
     os.nice(int(nice))
     try:
         recipe = load_recipe(Path(folder))

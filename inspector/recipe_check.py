@@ -32,9 +32,27 @@ def check_recipe(path: Path) -> CheckReport:
     except InvalidFile as exc:
         return CheckReport(None, list(exc.errors))
     report = CheckReport(recipe)
+    _check_model(recipe, report)
     shapes = _check_normals(recipe, report)
     _check_prompts(recipe, report, shapes)
     return report
+
+
+def _check_model(recipe: Recipe, report: CheckReport) -> None:
+    """The prompt detector's model folder exists and every graph matches its pin."""
+    if recipe.detector.kind != "prompt":
+        return
+    from inspector.backends.base import BackendError, graph_paths
+    from inspector.detector.prompt import PromptParams, resolve_model
+    from inspector.validation import line_of, load_yaml
+
+    file = recipe.folder / "recipe.yaml"
+    try:
+        graph_paths(resolve_model(PromptParams.parse(recipe.detector.params).model))
+    except (BackendError, ValueError, OSError) as exc:
+        _, node = load_yaml(file)
+        line = line_of(node, ("detector", "params", "model"))
+        report.errors.append(f"{file}:{line}: detector.params.model: {exc}")
 
 
 def _check_normals(recipe: Recipe, report: CheckReport) -> set[tuple[int, int]]:

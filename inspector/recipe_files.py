@@ -12,11 +12,12 @@ from __future__ import annotations
 import io
 import json
 import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 from ruamel.yaml import YAML
+
+from inspector.atomic import temp_beside
 
 
 class RecipeEdit:
@@ -38,7 +39,7 @@ class RecipeEdit:
     def write_bytes(self, target: Path, data: bytes) -> None:
         target = Path(target)
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        fd, tmp = temp_beside(target)  # keeps the target's mode, else follows the umask
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()

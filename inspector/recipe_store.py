@@ -13,18 +13,16 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 from inspector.recipe import IMAGE_SUFFIXES, load_recipe, recipe_file
-from inspector.validation import InvalidFile
+from inspector.validation import InvalidFile, load_yaml
 
 NAME = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}$")
 
 
 def _declared_id(folder: Path) -> str | None:
     try:
-        data = yaml.safe_load(recipe_file(folder).read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError):
+        data, _ = load_yaml(recipe_file(folder))
+    except InvalidFile:
         return None
     return str(data.get("id")) if isinstance(data, dict) and "id" in data else None
 

@@ -20,6 +20,7 @@ from inspector.config import StationConfig
 from inspector.control import ControlServer
 from inspector.frames import FramePool
 from inspector.health import PrometheusExporter, stats_payload
+from inspector.instance_lock import InstanceLock
 from inspector.logs import register_secret
 from inspector.notify import Notifier
 from inspector.pipeline import ActiveRecipe, Finished, Pipeline
@@ -93,9 +94,11 @@ class Service:
         self._stop_lock = threading.Lock()
         self._switch_lock = threading.Lock()
         self._stopped = False
+        self.lock = InstanceLock(cfg.storage.state_dir)
 
     def start(self) -> None:
         cfg = self.cfg
+        self.lock.acquire()  # first: a second instance must touch nothing of the first
         active = load_active(cfg.recipe, progress=self.progress)
         cams = [c for c in cfg.cameras if c.enabled]
         sources = [build_source(c.name, c.source) for c in cams]
@@ -143,6 +146,7 @@ class Service:
             str(req.get("recipe_id", "")), req.get("rev"))})
         self.control.start()
         self.supervisor = Supervisor(cfg.supervisor, self.pipeline, self.notifier, self.mqtt)
+        self.supervisor.control = self.control
         if cfg.health.prometheus_port is not None:
             self.exporter = PrometheusExporter(cfg.health, self.stats)
             self.exporter.start()
@@ -267,3 +271,4 @@ class Service:
             except Exception:
                 log.exception("closing sink %s failed", type(sink).__name__)
         self.sinks = []
+        self.lock.release()

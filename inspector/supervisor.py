@@ -12,7 +12,11 @@ frame, the frame in inference since `busy_since`, the result being emitted since
 * a stuck stage (one grab, one inference or one result taking longer than its limit,
   frames arriving but none inspected, or a camera that restarts did not heal) makes the
   service unhealthy: `WATCHDOG=1` is no longer sent, so systemd (WatchdogSec) kills and
-  restarts the service. If the stage recovers first, pinging resumes.
+  restarts the service. If the stage recovers first, pinging resumes;
+* a fault (the outbox cannot commit results, a result sink raised, a thread that serves
+  outside input died) makes health not OK at once and names its cause in `STATUS=`,
+  `inspector status` and the stats topic; an outbox fault that lasts `outbox_fault_s`
+  also stops the watchdog, so that a restart is tried.
 
 Triggered cameras (GenICam trigger mode software/hardware) are not expected to deliver
 frames while the line is idle: for them only the source's own trigger timeout counts
@@ -48,6 +52,8 @@ class SupervisorConfig(StrictModel):
     frame_timeout_s: Annotated[float, Field(gt=0)] = 30.0  # free-running camera without frames
     camera_restarts: Annotated[int, Field(ge=0)] = 3  # in a row before giving up
     publisher_restarts: Annotated[int, Field(ge=0)] = 5  # per run
+    outbox_fault_s: Annotated[float, Field(gt=0)] = 60.0  # commits failing: watchdog withheld
+    sink_fault_s: Annotated[float, Field(gt=0)] = 60.0  # a sink error stays a fault this long
 
 
 @dataclass
@@ -73,6 +79,9 @@ class Supervisor:
         self.mqtt = mqtt  # the MqttSink, when the station publishes
         self.interval_s = interval_s if interval_s is not None else watchdog_interval()
         self.problems: dict[str, str] = {}  # stage -> what is wrong, empty when healthy
+        self.faults: dict[str, str] = {}  # visible, but the watchdog is still fed
+        self.control = None  # the ControlServer, watched like the other threads
+        self._thread_restarts: dict[str, tuple[int, float]] = {}  # name -> (count, when)
         self.pings = 0
         self.publisher_restarts = 0
         self._cams: dict[str, _Camera] = {}
@@ -83,7 +92,7 @@ class Supervisor:
 
     @property
     def healthy(self) -> bool:
-        return not self.problems
+        return not self.problems and not self.faults
 
     # -- the main-thread duty ----------------------------------------------------------
 
@@ -98,6 +107,13 @@ class Supervisor:
         problems = self._stages(now)
         problems.update(self._cameras(now))
         problems.update(self._publisher())
+        faults = self._faults(now)
+        for name, what in list(faults.items()):
+            if name == "outbox" and self.mqtt.pending.fault_since is not None and \
+                    now - self.mqtt.pending.fault_since > self.cfg.outbox_fault_s:
+                problems[name] = what  # it lasts: let systemd try a restart
+                del faults[name]
+        self._fault_transitions(faults)
         self._transitions(problems)
         if not problems and self.interval_s and now >= self._next_ping:
             if self.notifier.watchdog():
@@ -191,6 +207,61 @@ class Supervisor:
             log.error("camera %s: restart failed: %s", src.name, exc)
         st.restarted_at = time.monotonic()
 
+    # -- faults ------------------------------------------------------------------------
+
+    def _faults(self, now: float) -> dict[str, str]:
+        """What the station cannot do right now although every stage progresses."""
+        out: dict[str, str] = {}
+        sink = self.mqtt
+        if sink is not None and not getattr(sink, "_closed", False):
+            try:
+                sink.retry_pending()
+            except Exception:
+                log.exception("retrying held results failed")
+            if sink.fault is not None:
+                out["outbox"] = sink.fault
+        out.update(self._input_threads())
+        failed = getattr(self.pipeline, "sink_failures", {})
+        for name, (count, last, at) in list(failed.items()):
+            if time.monotonic() - at <= self.cfg.sink_fault_s:
+                out[f"sink {name}"] = (f"result sink {name} failed on {count} result(s); "
+                                       f"last: {last}")
+        return out
+
+    def _input_threads(self) -> dict[str, str]:
+        """The threads that serve outside input (MQTT commands, the control socket):
+        restarted when dead, and a fault for `sink_fault_s` after each restart."""
+        watched = [("mqtt-commands", getattr(self.mqtt, "commands", None)),
+                   ("control", self.control)]
+        now = time.monotonic()
+        out: dict[str, str] = {}
+        for name, obj in watched:
+            if obj is None or (name == "mqtt-commands" and getattr(self.mqtt, "_closed", False)):
+                continue
+            try:
+                restarted = not obj.ensure_running()
+            except Exception as exc:  # e.g. the state dir is gone: say so, try next tick
+                out[f"thread {name}"] = f"thread {name} cannot be restarted: {exc}"
+                continue
+            if restarted:
+                n = self._thread_restarts.get(name, (0, 0.0))[0] + 1
+                self._thread_restarts[name] = (n, now)
+                self.pipeline.stats.count(f"thread_restarts.{name}")
+            n, at = self._thread_restarts.get(name, (0, -1e9))
+            if now - at <= self.cfg.sink_fault_s:
+                out[f"thread {name}"] = f"thread {name} died and was restarted ({n} time(s))"
+        return out
+
+    def _fault_transitions(self, faults: dict[str, str]) -> None:
+        for name, what in faults.items():
+            if name not in self.faults:
+                self.pipeline.stats.count(f"fault.{name.split()[0]}")
+                log.error("supervisor: fault: %s", what)
+        for name in self.faults:
+            if name not in faults:
+                log.warning("supervisor: fault cleared: %s", name)
+        self.faults = faults
+
     # -- MQTT publisher ----------------------------------------------------------------
 
     def _publisher(self) -> dict[str, str]:
@@ -246,19 +317,23 @@ class Supervisor:
         r = p.active.recipe
         cams = " ".join(f"{s.name}={s.status()}" for s in p.sources)
         text = f"recipe {r.id} rev {r.rev}; cameras {cams}; {p.stats.fps():.1f} parts/s"
+        if self.faults:
+            text = "FAULT " + "; ".join(self.faults.values()) + " | " + text
         if self.problems:
             text = "STUCK " + "; ".join(self.problems.values()) + " | " + text
         return text
 
     def _status_key(self) -> str:
         p = self.pipeline
-        return " ".join([*self.problems, p.active.recipe.id, str(p.active.recipe.rev),
+        return " ".join([*self.problems, *self.faults, p.active.recipe.id, str(p.active.recipe.rev),
                          *(f"{s.name}={s.status()}" for s in p.sources)])
 
     def figures(self) -> dict:
         """The `health` part of the stats payload."""
-        return {"ok": self.healthy, "problems": list(self.problems.values()),
-                "watchdog_interval_s": self.interval_s, "watchdog_pings": self.pings}
+        return {"ok": self.healthy,
+                "problems": [*self.problems.values(), *self.faults.values()],
+                "watchdog_interval_s": self.interval_s, "watchdog_pings": self.pings,
+                "watchdog_fed": not self.problems}
 
 
 def _stack_of(stage: str) -> str:

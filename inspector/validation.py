@@ -3,10 +3,16 @@
 Configs and recipes are data: parsed with `yaml.safe_load` semantics, validated with
 pydantic, and every error names the file, the line and the dotted field path, so an
 integrator can fix all problems in one pass.
+
+Hostile or careless files are reported, never crash or exhaust the process: a file over
+MAX_YAML_BYTES, non-UTF-8 or binary bytes (named by line), and aliases that would expand
+to more than MAX_YAML_NODES nodes (a "billion laughs" bomb) are errors found before any
+value is built; an error message quotes at most a short, bounded repr of the input.
 """
 
 from __future__ import annotations
 
+import reprlib
 from pathlib import Path
 from typing import TypeVar
 
@@ -14,6 +20,12 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 M = TypeVar("M", bound=BaseModel)
+MAX_YAML_BYTES = 4 * 1024 * 1024
+MAX_YAML_NODES = 200_000  # after alias expansion
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present: faster
+_REPR = reprlib.Repr()  # bounded repr for messages (keyword arguments need Python 3.12)
+_REPR.maxlevel, _REPR.maxlist, _REPR.maxdict, _REPR.maxtuple = 2, 4, 4, 4
+_REPR.maxstring, _REPR.maxother, _REPR.maxlong = 50, 50, 40
 
 
 class InvalidFile(ValueError):
@@ -46,6 +58,9 @@ def _line_of(root: yaml.Node | None, loc: tuple) -> int | None:
     return line
 
 
+line_of = _line_of  # public name for callers outside this module
+
+
 def _field_path(loc: tuple) -> str:
     out = ""
     for part in loc:
@@ -60,17 +75,78 @@ def load_yaml(path: Path) -> tuple[object, yaml.Node | None]:
     """Parse a YAML file safely; returns (data, node tree) or raises InvalidFile."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        with open(path, "rb") as f:
+            raw = f.read(MAX_YAML_BYTES + 1)
     except OSError as exc:
         raise InvalidFile(path, [f"{path}: cannot read: {exc.strerror or exc}"]) from exc
+    return parse_yaml(path, raw)
+
+
+def parse_yaml(path: Path, raw: bytes) -> tuple[object, yaml.Node | None]:
+    """`raw` as YAML, within the limits above; raises InvalidFile naming file:line."""
+    if len(raw) > MAX_YAML_BYTES:
+        raise InvalidFile(path, [f"{path}: larger than {MAX_YAML_BYTES} bytes; not a config"])
+    nul = raw.find(b"\0")
+    if nul >= 0:
+        line = raw.count(b"\n", 0, nul) + 1
+        raise InvalidFile(path, [f"{path}:{line}: binary data (NUL byte); expected a YAML "
+                                 "text file"])
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise InvalidFile(path, [f"{path}:{line}: not UTF-8 (byte 0x{raw[exc.start]:02x}); "
+                                 "save the file as UTF-8"]) from None
+    try:
+        loader = _Loader(text)
+        try:
+            node = loader.get_single_node()
+            if node is not None:
+                _check_expansion(path, node)
+            data = loader.construct_document(node) if node is not None else None
+        finally:
+            loader.dispose()
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise InvalidFile(path, [f"{where}: YAML syntax error: {exc}"]) from exc
+        raise InvalidFile(path, [f"{where}: YAML syntax error: {_REPR.repr(str(exc))[1:-1]}"
+                                 ]) from None
+    except RecursionError:
+        raise InvalidFile(path, [f"{path}: YAML nested too deeply"]) from None
     return data, node
+
+
+def _check_expansion(path: Path, root: yaml.Node) -> None:
+    """Raise InvalidFile if aliases would make the document larger than MAX_YAML_NODES;
+    names the line of the smallest node that is over the limit (the bomb's alias)."""
+    sizes: dict[int, int] = {}
+
+    def size(node: yaml.Node) -> int:
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        sizes[key] = 1  # a cycle counts once (SafeLoader rejects recursive aliases anyway)
+        n = 1
+        if isinstance(node, yaml.SequenceNode):
+            n += sum(size(v) for v in node.value)
+        elif isinstance(node, yaml.MappingNode):
+            n += sum(size(k) + size(v) for k, v in node.value)
+        sizes[key] = min(n, 10 * MAX_YAML_NODES)
+        return sizes[key]
+
+    if size(root) <= MAX_YAML_NODES:
+        return
+    node = root
+    while True:  # descend to the deepest node still over the limit
+        children = (node.value if isinstance(node, yaml.SequenceNode) else
+                    [v for kv in node.value for v in kv] if isinstance(node, yaml.MappingNode)
+                    else [])
+        big = next((c for c in children if sizes.get(id(c), 0) > MAX_YAML_NODES), None)
+        if big is None:
+            break
+        node = big
+    raise InvalidFile(path, [f"{path}:{node.start_mark.line + 1}: YAML aliases expand to "
+                             f"more than {MAX_YAML_NODES} values (an alias bomb?)"])
 
 
 def validate_file(path: Path, model: type[M], context: dict | None = None) -> M:
@@ -105,7 +181,7 @@ def format_errors(
             msg = "unknown key (not allowed here; check the spelling)"
         got = ""
         if err["type"] not in ("missing", "extra_forbidden") and "input" in err:
-            text = repr(err["input"])
+            text = _REPR.repr(err["input"])  # bounded: never re-serialise a huge input
             got = f" (got {text[:60]}{'...' if len(text) > 60 else ''})"
         out.append(f"{where}: {_field_path(loc)}: {msg}{got}")
     return out

@@ -77,7 +77,9 @@ def test_contract_plc_first_retained_state_and_clean_stop(broker: Broker, tmp_pa
     assert [r["seq"] for r in got] == list(range(40))  # in order, none replayed
     assert all(r["replayed"] is False for r in got) and got[7] == results[7]
     plcs = col.docs(TOPICS.plc)
-    assert plcs[4] == {"part_id": "P000004", "ok": False, "code": 11, "seq": 4}
+    assert plcs[4] == {"part_id": "P000004", "ok": False, "code": 11, "seq": 4,
+                       "event_id": results[4]["event_id"], "session": results[4]["session"],
+                       "replayed": False}
     with col.lock:
         order = [(t, json.loads(p)["seq"]) for t, p, *_ in col.messages
                  if t in (TOPICS.plc, TOPICS.result)]
@@ -287,7 +289,8 @@ def test_outbox_cap_while_broker_down_drops_oldest_counted(
         sink.publish_stats({"fps": 0.0})
         assert wait_until(lambda: col.count(TOPICS.stats) == 1, 10)
         assert col.last(TOPICS.stats)["outbox"] == {
-            "depth": 0, "dropped": 5, "oldest_age_s": None, "connected": True}
+            "depth": 0, "dropped": 5, "oldest_age_s": None, "connected": True, "pending": 0,
+            "fault": None}
         assert col.errors == []
         col.stop()
     finally:

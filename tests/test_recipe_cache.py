@@ -109,7 +109,10 @@ def test_pickled_arrays_are_refused(recipe_dir: Path) -> None:
     import hashlib
 
     meta = json.loads(meta_file.read_text())
+    from inspector.cache_key import sign
+
     meta["state_sha256"] = hashlib.sha256(state_file.read_bytes()).hexdigest()
+    meta["hmac"] = sign(meta)  # even one who holds this host's key cannot make us unpickle
     meta_file.write_text(json.dumps(meta))
     got = _enrol(recipe_dir)[2]
     assert not got.hit and got.reason.startswith("unusable:") and "pickle" in got.reason

@@ -3,10 +3,13 @@
 A retained command is never honoured: it may be hours old. Over MQTT 5 the publisher
 subscribes with retain-as-published, so even a retained command published while we are
 connected is recognised; over 3.1.1 only the ones replayed at subscribe time can be.
-Every other message gets exactly one ack. Malformed JSON, a missing or wrong field, or a
-handler that raises (unknown recipe, wrong rev) gets `ok: false` with the reason and
-changes nothing; the recipe switch itself is the handler's job and runs on this module's
-worker thread, never on paho's network thread.
+Every other message gets exactly one ack: size and nesting depth are checked before
+parsing, anything a handler raises becomes a short error ack (never a traceback), and
+the worker thread survives whatever it is given; a busy ack names the request id.
+Malformed JSON, a missing or wrong field, or a handler that raises (unknown recipe,
+wrong rev) gets `ok: false` with the reason and changes nothing; the recipe switch
+itself is the handler's job and runs on this module's worker thread, never on paho's
+network thread.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from collections.abc import Callable
 from paho.mqtt.client import MQTTMessage
 
 from inspector.mqtt import schemas
+from inspector.safe_json import InputError, loads_limited, short_error
 
 log = logging.getLogger("inspector.mqtt.commands")
 
@@ -41,11 +45,13 @@ class RecipeCommands:
         self.ignored_retained = 0
         self.handled = 0
         self._thread = threading.Thread(target=self._work, name="mqtt-commands", daemon=True)
+        self._started = False
 
     def set_handler(self, handler: RecipeHandler | None) -> None:
         self._handler = handler
 
     def start(self) -> None:
+        self._started = True
         self._thread.start()
 
     def offer(self, msg: MQTTMessage) -> None:
@@ -61,7 +67,11 @@ class RecipeCommands:
             self._queue.put_nowait(bytes(msg.payload))
         except queue.Full:
             log.error("too many pending recipe commands; rejecting one")
-            self._ack(_error(None, "busy: too many pending commands, try again"))
+            try:  # within the limits, so cheap enough for paho's thread
+                rid = _request_id(loads_limited(bytes(msg.payload), MAX_PAYLOAD))
+            except Exception:
+                rid = None
+            self._ack(_error(rid, "busy: too many pending commands, try again"))
 
     def close(self, timeout: float = 5.0) -> None:
         """Finish the command in progress (a recipe switch is not interrupted), then stop."""
@@ -69,13 +79,34 @@ class RecipeCommands:
         if self._thread.is_alive():
             self._thread.join(timeout)
 
+    def alive(self) -> bool:
+        return self._thread.is_alive() or not self._started
+
+    def ensure_running(self) -> bool:
+        """Start a fresh worker if the thread died (the supervisor calls this); False
+        when it had to."""
+        if self.alive() or self._stop.is_set():
+            return True
+        log.error("the mqtt-commands thread is not running; starting a fresh one")
+        self._thread = threading.Thread(target=self._work, name="mqtt-commands", daemon=True)
+        self._thread.start()
+        return False
+
     def _work(self) -> None:
         while not self._stop.is_set():
             try:
                 payload = self._queue.get(timeout=0.2)
             except queue.Empty:
                 continue
-            self._ack(self.handle(payload))
+            try:
+                ack = self.handle(payload)
+            except BaseException as exc:  # anything: answer, keep serving
+                log.exception("recipe command crashed its handler")
+                ack = _error(None, f"internal error: {type(exc).__name__}")
+            try:
+                self._ack(ack)
+            except Exception:
+                log.exception("sending a recipe command ack failed")
 
     def _ack(self, ack: dict) -> None:
         self._send_ack(json.dumps(ack, separators=(",", ":")).encode("utf-8"))
@@ -83,13 +114,11 @@ class RecipeCommands:
     def handle(self, payload: bytes) -> dict:
         """Validate one command, run the handler, return the ack (schema cmd_recipe_ack)."""
         self.handled += 1
-        if len(payload) > MAX_PAYLOAD:
-            return _error(None, f"command too large ({len(payload)} bytes > {MAX_PAYLOAD})")
         try:
-            doc = json.loads(payload.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError) as exc:
-            log.warning("malformed recipe command: %s", exc)
-            return _error(None, f"malformed JSON: {exc}")
+            doc = loads_limited(payload, MAX_PAYLOAD)
+        except InputError as exc:
+            log.warning("unusable recipe command: %s", exc)
+            return _error(None, f"command rejected: {exc}")
         rid = _request_id(doc)
         problem = schemas.first_error("cmd_recipe", doc)
         if problem is not None:
@@ -132,4 +161,4 @@ def _message(exc: BaseException) -> str:
 
 
 def _error(rid: str | None, message: str) -> dict:
-    return {"request_id": rid, "ok": False, "error": message}
+    return {"request_id": rid, "ok": False, "error": short_error(message)}

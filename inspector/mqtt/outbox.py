@@ -35,6 +35,9 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 INSERT OR IGNORE INTO meta (key, value) VALUES ('dropped_total', 0);
 """
 _LOG_IDS = 20  # event ids named per drop log line
+_COLUMNS = {"outbox": ["id", "created", "event_id", "plc", "result"], "meta": ["key", "value"]}
+SALVAGE_HINT = ("stop the service and run `inspector outbox salvage --config STATION.yaml`: "
+                "it moves the file aside and keeps every readable row for replay")
 
 
 class Row(NamedTuple):
@@ -47,6 +50,37 @@ class Row(NamedTuple):
 
 class OutboxError(RuntimeError):
     """The outbox file cannot be opened or written; the message names the file."""
+
+
+class OutboxDamaged(OutboxError):
+    """The file is not a usable outbox (corrupt, foreign schema); the message says how
+    to salvage its rows."""
+
+
+def check_file(conn: sqlite3.Connection, path: Path) -> None:
+    """Raise OutboxDamaged unless `conn` is an intact outbox or an empty database.
+
+    Why: `CREATE TABLE IF NOT EXISTS` accepts any table named `outbox`, and a foreign
+    schema then fails on every append, silently dropping results.
+    """
+    try:
+        bad = conn.execute("PRAGMA quick_check").fetchone()[0]
+        tables = {r[0] for r in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table'")}
+        cols = {t: [r[1] for r in conn.execute(f"PRAGMA table_info({t})")]
+                for t in _COLUMNS if t in tables}
+    except sqlite3.OperationalError:
+        raise
+    except sqlite3.DatabaseError as exc:
+        raise OutboxDamaged(f"outbox {path}: not a usable SQLite database ({exc}); "
+                            f"{SALVAGE_HINT}") from exc
+    if bad != "ok":
+        raise OutboxDamaged(f"outbox {path}: integrity check failed ({bad}); {SALVAGE_HINT}")
+    for table, want in _COLUMNS.items():
+        if table in cols and cols[table] != want:
+            raise OutboxDamaged(
+                f"outbox {path}: table {table!r} has columns {cols[table]}, expected "
+                f"{want} (a foreign or older file); {SALVAGE_HINT}")
 
 
 class Outbox:
@@ -62,9 +96,18 @@ class Outbox:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._w = self._connect(synchronous)
+            check_file(self._w, self.path)
             self._w.executescript(_SCHEMA)
             self._r = self._connect("NORMAL")
             self._count = self._w.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
+        except OutboxError:
+            raise
+        except sqlite3.OperationalError as exc:  # cannot open/write: permissions, disk
+            raise OutboxError(f"outbox {self.path}: {exc}; check that the state dir "
+                              f"{self.path.parent} exists, is writable by the service user "
+                              "and has free space") from exc
+        except sqlite3.DatabaseError as exc:
+            raise OutboxDamaged(f"outbox {self.path}: {exc}; {SALVAGE_HINT}") from exc
         except (sqlite3.Error, OSError) as exc:
             raise OutboxError(f"outbox {self.path}: {exc}") from exc
         # Write transactions of both connections take _wlock first: they queue in Python

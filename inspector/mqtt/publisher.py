@@ -319,10 +319,11 @@ class Publisher:
         for row in self.outbox.fetch_after(self._cursor, room // 2):
             replay = row.id <= self._replay_upto
             result = _replayed(row.result) if replay else row.result
+            plc = _replayed(row.plc, row.event_id, result) if replay else row.plc
             send_plc = row.id not in self._plc_acked
             self._rows[row.id] = _RowState(row.event_id, 1 + send_plc)
             self._cursor = row.id
-            if send_plc and self._send(conn, self.topics.plc, row.plc, "plc", row.id) is None:
+            if send_plc and self._send(conn, self.topics.plc, plc, "plc", row.id) is None:
                 return
             if self._send(conn, self.topics.result, result, "result", row.id) is None:
                 return
@@ -475,8 +476,12 @@ def _tls_context(cfg: MqttConfig) -> ssl.SSLContext:
     return ctx
 
 
-def _replayed(result: str) -> str:
-    """The stored result with `"replayed": true` (only replays pay for re-encoding)."""
-    doc = json.loads(result)
+def _replayed(payload: str, event_id: str | None = None, result: str | None = None) -> str:
+    """The stored payload with `"replayed": true` (only replays pay for re-encoding). A
+    `plc` payload from an older outbox gets its event_id and session from its row."""
+    doc = json.loads(payload)
     doc["replayed"] = True
+    if event_id is not None and "event_id" not in doc:
+        doc["event_id"] = event_id
+        doc["session"] = str(json.loads(result or "{}").get("session", ""))
     return json.dumps(doc, separators=(",", ":"))

@@ -42,6 +42,11 @@ class OutboxConfig(StrictModel):
     max_age_s: Annotated[float, Field(gt=0)] = 7 * 24 * 3600.0
     # FULL: a result survives power loss once emit() returned; NORMAL: survives a crash only.
     synchronous: Literal["FULL", "NORMAL"] = "FULL"
+    # While a commit fails (disk full, I/O error) results wait in memory, in order, and are
+    # retried every retry_s; when pending_max are waiting, emit() holds the result thread
+    # (frames are then dropped at acquisition, counted) rather than drop a result.
+    pending_max: Annotated[int, Field(ge=1, le=1_000_000)] = 10_000
+    retry_s: Annotated[float, Field(gt=0, le=60)] = 1.0
 
 
 class MqttConfig(StrictModel):

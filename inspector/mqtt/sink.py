@@ -16,6 +16,7 @@ from pathlib import Path
 
 from inspector.mqtt.commands import RecipeCommands, RecipeHandler
 from inspector.mqtt.outbox import MemoryOutbox, Outbox
+from inspector.mqtt.pending import PendingCommits
 from inspector.mqtt.publisher import AckListener, Publisher
 from inspector.mqtt.settings import MqttConfig
 from inspector.mqtt.topics import Topics
@@ -28,13 +29,15 @@ DEFAULT_STATE_DIR = Path("/var/lib/inspector")
 
 
 def plc_payload(result: dict) -> dict:
-    """`{part_id, ok, code, seq}` from a result; a NG without a code gets the generic 1."""
+    """`{part_id, ok, code, seq, event_id, session, replayed}` from a result; a NG without
+    a code gets the generic 1. `event_id` lets a PLC drop a replayed duplicate."""
     ok = result["verdict"] == "OK"
     code = result.get("code")
     if code is None:
         code = 0 if ok else 1
     return {"part_id": str(result["part_id"]), "ok": ok, "code": int(code),
-            "seq": int(result["seq"])}
+            "seq": int(result["seq"]), "event_id": str(result["event_id"]),
+            "session": str(result["session"]), "replayed": False}
 
 
 def _dumps(doc: object) -> str:
@@ -68,6 +71,8 @@ class MqttSink(ResultSink):
         if outbox.depth():
             log.info("outbox %s holds %d result(s) from before; they are replayed",
                      outbox.path, outbox.depth())
+        ob = config.outbox
+        self.pending = PendingCommits(outbox, ob.pending_max, ob.retry_s, self._fault_changed)
         self.commands = RecipeCommands(self.topics.cmd_recipe, self._send_ack, recipe_handler)
         self.publisher = Publisher(config, self.topics,
                                    config.effective_client_id(site, line, station), outbox,
@@ -79,12 +84,36 @@ class MqttSink(ResultSink):
     # -- ResultSink --------------------------------------------------------------------
 
     def emit(self, result: dict) -> None:
-        """Commit to the outbox (durable once this returns) and wake the publisher."""
+        """Commit to the outbox (durable once this returns) and wake the publisher.
+
+        When the outbox cannot commit, the result waits in memory (`pending`) and the
+        sink reports a fault; when `pending_max` wait, this call holds the result thread
+        until a retry succeeds (the supervisor sees it), so no result is ever dropped.
+        """
         if self._closed:
             raise RuntimeError("MqttSink.emit after close")
         plc = _dumps(plc_payload(result))
-        self.outbox.append(str(result["event_id"]), plc, _dumps(result))
+        doc = _dumps(result)
+        while self.pending.full() and not self._closed:
+            time.sleep(min(self.pending.retry_s, 0.5))
+            self.pending.retry()
+        self.pending.add(str(result["event_id"]), plc, doc)
         self.publisher.wake()
+
+    def retry_pending(self) -> None:
+        """Called periodically (Service.tick): commit held results once the disk allows."""
+        if len(self.pending) and self.pending.retry():
+            self.publisher.wake()
+
+    @property
+    def fault(self) -> str | None:
+        """Why results cannot be committed now, or None."""
+        return self.pending.fault
+
+    def _fault_changed(self, fault: str | None) -> None:
+        """The retained `status` says `fault` while results cannot be committed."""
+        self.publisher.set_retained(self.topics.status,
+                                    b"online" if fault is None else b"fault")
 
     def state_changed(self, state: dict) -> None:
         self.publisher.set_retained(self.topics.state, _dumps(state).encode("utf-8"))
@@ -100,6 +129,10 @@ class MqttSink(ResultSink):
             return
         self._closed = True
         self.commands.close()
+        if not self.pending.retry(force=True):
+            log.error("outbox still cannot commit at shutdown: %d result(s) lost with this "
+                      "process: event_id %s", len(self.pending),
+                      ", ".join(self.pending.event_ids()))
         joined = self.publisher.stop(timeout=self.config.drain_timeout_s + 15.0)
         if joined:
             self.outbox.close()
@@ -113,9 +146,11 @@ class MqttSink(ResultSink):
         oldest = self.outbox.oldest_created()
         doc = {"ts": time.time(), "session": self.session, **stats, "outbox": {
             "depth": self.outbox.depth(),
+            "pending": len(self.pending),
             "dropped": self.outbox.dropped_total(),
             "oldest_age_s": None if oldest is None else round(time.time() - oldest, 3),
             "connected": self.connected,
+            "fault": self.fault,
         }}
         self.publisher.send(self.topics.stats, _dumps(doc).encode("utf-8"), qos=0)
 
