@@ -20,7 +20,8 @@ from setuptools.command.build_py import build_py
 ROOT = Path(__file__).resolve().parent
 # (source, patterns) copied under inspector/bundled/ with the same relative path
 BUNDLED = [
-    ("engines", ["*.onnx", "*/*.onnx", "*/manifest.json", "*/weights.pt", "README.md"]),
+    ("engines", ["*.onnx", "*.onnx.sha256", "*/*.onnx", "*/manifest.json", "*/weights.pt",
+                 "README.md"]),
     ("recipes/demo", ["recipe.yaml", "prompts/*", "normal/*"]),
     ("calibration", ["demo-cam0.yaml", "demo-cam0.*.npz"]),
 ]

@@ -33,6 +33,7 @@ def export(out: Path) -> str:
     import torch
 
     from inspector.model.backbone import Lite0Features
+    from inspector.unknown.features import pin_path
 
     model = Lite0Features(pretrained=True).eval()
     dummy = torch.rand(1, 1, 256, 320)
@@ -62,7 +63,9 @@ def export(out: Path) -> str:
                                    f"shape {g.shape} vs {r.shape}, rel. error {err:.2e}")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_bytes(data)
-    return hashlib.sha256(data).hexdigest()
+    digest = hashlib.sha256(data).hexdigest()
+    pin_path(out).write_text(f"{digest}  {out.name}\n", encoding="utf-8")  # checked on load
+    return digest
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -72,6 +72,20 @@ def test_truncated_or_unpinned_model_is_refused_everywhere(
     (folder / "recipe.yaml").write_text(
         text + f"detector:\n  kind: prompt\n  params: {{model: {missing}}}\n")
     assert cli("validate", str(folder)) == 1
-    assert "missing" in capsys.readouterr().err
+    assert "not found at" in capsys.readouterr().err
     print("NOW truncated encoder.onnx / absent model path: refused by validate, recipe "
           "validate and recipe enroll with a message")
+
+
+def test_unknown_branch_encoder_is_pinned(tmp_path: Path) -> None:
+    from inspector.unknown.features import DEFAULT_ONNX, Encoder, pin_path
+
+    assert Encoder(DEFAULT_ONNX).sha256 == pin_path(DEFAULT_ONNX).read_text().split()[0]
+    copy = tmp_path / DEFAULT_ONNX.name
+    shutil.copy(DEFAULT_ONNX, copy)
+    with pytest.raises(ValueError, match="not pinned"):
+        Encoder(copy)
+    shutil.copy(pin_path(DEFAULT_ONNX), pin_path(copy))
+    copy.write_bytes(copy.read_bytes()[: copy.stat().st_size // 2])
+    with pytest.raises(ValueError, match="truncated or replaced"):
+        Encoder(copy)

@@ -101,7 +101,12 @@ def test_contract_plc_first_retained_state_and_clean_stop(broker: Broker, tmp_pa
 
 
 def test_broker_down_at_start_then_up(tmp_path: Path) -> None:
-    b = Broker(tmp_path / "broker")  # configured, not started: nothing listens yet
+    # The subscriber's durable session is registered first, then the broker goes away and
+    # the sink starts with nothing listening. When the broker comes back, the sink may
+    # publish before the subscriber has reconnected: its saved session keeps the messages.
+    b = Broker(tmp_path / "broker", persistence=True).start()
+    col = Collector(b, persistent=True)
+    b.stop()
     sink = sink_for(config(b, tmp_path))
     try:
         t0 = time.monotonic()
@@ -113,13 +118,12 @@ def test_broker_down_at_start_then_up(tmp_path: Path) -> None:
         assert "connect failed: Connection refused" in sink.last_error
         assert str(b.port) in sink.last_error
         b.start()
-        col = Collector(b)
         assert wait_until(lambda: sink.outbox.depth() == 0, 20)
         assert wait_until(lambda: len(col.event_ids()) == 30, 10)
         assert sink.connected and sink.last_error is None
         assert col.errors == []
-        col.stop()
     finally:
+        col.stop()
         sink.close()
         b.stop()
 
@@ -271,7 +275,9 @@ def test_mqtt_311_works_too(broker: Broker, tmp_path: Path) -> None:
 
 def test_outbox_cap_while_broker_down_drops_oldest_counted(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    b = Broker(tmp_path / "broker")  # not started yet
+    b = Broker(tmp_path / "broker", persistence=True).start()
+    col = Collector(b, persistent=True)  # its durable session outlives the outage below
+    b.stop()
     cfg = config(b, tmp_path, outbox={"path": str(tmp_path / "o.sqlite"), "max_rows": 10})
     sink = sink_for(cfg)
     try:
@@ -282,7 +288,6 @@ def test_outbox_cap_while_broker_down_drops_oldest_counted(
         assert sink.outbox.depth() == 10 and sink.outbox.dropped_total() == 5
         assert all(r["event_id"] in caplog.text for r in sent[:5])  # each drop is named
         b.start()
-        col = Collector(b)
         assert wait_until(lambda: sink.outbox.depth() == 0, 20)
         assert wait_until(lambda: len(col.event_ids()) == 10, 10)
         assert sorted(r["seq"] for r in col.results()) == list(range(5, 15))
@@ -292,7 +297,7 @@ def test_outbox_cap_while_broker_down_drops_oldest_counted(
             "depth": 0, "dropped": 5, "oldest_age_s": None, "connected": True, "pending": 0,
             "fault": None}
         assert col.errors == []
-        col.stop()
     finally:
+        col.stop()
         sink.close()
         b.stop()

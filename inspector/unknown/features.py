@@ -58,6 +58,24 @@ class FeatureParams(StrictModel):
         return d[self.layers] + (16 if self.spectra else 0)
 
 
+def pin_path(path: Path) -> Path:
+    """The encoder's sha256 pin beside it, in `sha256sum` format (`sha256sum -c` reads it)."""
+    return path.with_name(path.name + ".sha256")
+
+
+def check_pin(path: Path, sha256: str) -> None:
+    """Refuse an encoder that is not the one pinned beside it (truncated or replaced)."""
+    pin = pin_path(path)
+    try:
+        want = pin.read_text(encoding="utf-8").split()[0]
+    except (OSError, IndexError, UnicodeDecodeError):
+        raise ValueError(f"{path}: not pinned ({pin} missing or unreadable); re-export it "
+                         "with scripts/export_unknown_encoder.py") from None
+    if want != sha256:
+        raise ValueError(f"{path}: sha256 {sha256[:12]}..., {pin.name} pins {want[:12]}... "
+                         "(truncated or replaced)")
+
+
 class Encoder:
     """The frozen Lite0 feature graph in ONNX Runtime: (B,1,H,W) [0,1] -> f8, f16."""
 
@@ -71,6 +89,7 @@ class Encoder:
                 "`.venv/bin/python scripts/export_unknown_encoder.py`")
         data = path.read_bytes()
         self.sha256 = hashlib.sha256(data).hexdigest()
+        check_pin(path, self.sha256)
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads or min(4, os.cpu_count() or 1)
         providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider")
