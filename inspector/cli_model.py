@@ -34,6 +34,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     from inspector.model.episodes import FeatureCache
     from inspector.model.export import export, parity, write_files_manifest
+    from inspector.model.prompt_net import NetConfig
     from inspector.model.train import TrainConfig, data_summary, save, train
 
     data = Path(args.data)
@@ -53,7 +54,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                       source_weights={s: 0.0 for s in args.exclude})
     # one feature cache for all sources; excluded ones are never sampled
     cache = FeatureCache.load_or_build(all_sources, args.size, Path(args.cache))
-    net, record = train(cache, cfg)
+    net, record = train(cache, cfg, NetConfig(objectness=args.objectness))
     print(json.dumps(record, indent=1))
     save(net, out, record, cfg, data_summary(cache, sources))
     export(net, out, args.size)
@@ -111,6 +112,8 @@ def register(sub) -> None:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--size", type=int, default=320, help="input side (multiple of 16)")
     t.add_argument("--threads", type=int, default=2)
+    t.add_argument("--objectness", action="store_true",
+                   help="learn a class-agnostic defect prior for query selection")
     t.add_argument("--cache", default=str(DEFAULT_MODEL.parent / "cache"),
                    help="backbone feature cache folder (git-ignored)")
     t.set_defaults(func=cmd_train)
