@@ -90,7 +90,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     s = EvalSettings(data=Path(args.data), model=Path(args.model), shots=args.shots,
                      seeds=list(args.seeds), backend=args.backend, size=args.size,
                      out=Path(args.out) if args.out else None, limit=args.limit,
-                     threads=args.threads)
+                     threads=args.threads, normals=args.normals,
+                     adapt="on" if args.adapt else "off", adapt_steps=args.adapt_steps)
     try:
         report = run_eval(s)
     except (FileNotFoundError, ValueError) as exc:
@@ -133,4 +134,10 @@ def register(sub) -> None:
     e.add_argument("--threads", type=int, default=2)
     e.add_argument("--limit", type=int, default=None, help="first N test images (smoke runs)")
     e.add_argument("--out", default=None, help="report folder (default: out/eval-<dataset>)")
+    e.add_argument("--normals", type=int, default=0,
+                   help="defect-free train images given to enrolment as good parts")
+    e.add_argument("--adapt", action="store_true",
+                   help="enrol with adaptation to the prompts (needs torch)")
+    e.add_argument("--adapt-steps", type=int, default=None,
+                   help="adaptation episodes (default: the detector's)")
     e.set_defaults(func=cmd_eval)
