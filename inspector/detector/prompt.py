@@ -62,7 +62,7 @@ class PromptParams(StrictModel):
     # enrolment-time adaptation to the recipe (inspector.model.adapt): "auto" when torch
     # is installed, "on" requires it, "off" (default) enrols prototypes only
     adapt: Literal["off", "auto", "on"] = "off"
-    adapt_steps: Annotated[int, Field(ge=1, le=5000)] = 80
+    adapt_steps: Annotated[int, Field(ge=1, le=5000)] = 150
     adapt_seed: int = 0
     adapt_threads: Annotated[int, Field(ge=1, le=64)] = 2
 

@@ -4,11 +4,12 @@ Why: heads trained on other domains localise badly on a product they never saw (
 set). A recipe holds what we need to adapt them: its prompt examples (image, box, mask
 where given) and its good parts. `synthesize` pastes the examples' defects, jittered in
 pose (flip, quarter turns), scale and contrast, onto good parts (or, without good parts,
-onto the prompt images themselves, whose labelled defects stay labelled) to make a small
-training set; `adapt_net` fine-tunes the prompt encoder and the PQS head on it with the
-training losses (`inspector.model.train.episode_loss`) while the backbone and the token
-fusion stay frozen, so the encoder graph and any cached tokens stay valid and only
-`prompt.onnx` and `head.onnx` change. `adapt_model` does all of it for a model folder and
+onto the prompt images with their examples painted out) to make a small training set,
+with the prompt images themselves and some plain good parts; `adapt_net` fine-tunes
+the prompt encoder and the PQS head on it with the training losses
+(`inspector.model.train.episode_loss`) while the backbone and the token fusion stay
+frozen, so the encoder graph and any cached tokens stay valid and only `prompt.onnx` and
+`head.onnx` change. `adapt_model` does all of it for a model folder and
 writes a complete adapted model folder, content-addressed by the model's graphs, the
 recipe's examples and good parts and the settings, so the same recipe is adapted once.
 
@@ -40,10 +41,10 @@ ADAPT_VERSION = 1
 class AdaptConfig:
     seed: int = 0
     size: int = 320  # the detector's input side
-    images: int = 32  # synthetic training images (pasted defects)
-    steps: int = 80  # fine-tuning episodes
+    images: int = 48  # synthetic training images (pasted defects)
+    steps: int = 150  # fine-tuning episodes
     max_seconds: float = 150.0  # safety cap on the fine-tuning loop (then it stops early)
-    lr: float = 5e-4
+    lr: float = 2e-3
     threads: int = 2
     negatives: int = 8  # good parts kept as they are (defect-free queries)
 
@@ -137,28 +138,41 @@ def _paste(canvas: np.ndarray, piece: _Piece, rng: np.random.Generator,
     return None
 
 
+def _painted_out(sample: Sample) -> np.ndarray:
+    """The image with its labelled examples inpainted (masks, else boxes, grown by 3 px):
+    an approximate good part when the recipe has none. Unlabelled defects stay."""
+    img = sample.image
+    hole = np.zeros(img.shape, np.uint8)
+    for ins in sample.instances:
+        if ins.mask is not None:
+            hole[ins.mask] = 1
+        else:
+            x, y, w, h = ins.bbox
+            hole[int(y):int(np.ceil(y + h)), int(x):int(np.ceil(x + w))] = 1
+    hole = cv2.dilate(hole, np.ones((7, 7), np.uint8))
+    return cv2.inpaint(img, hole, 5, cv2.INPAINT_TELEA)
+
+
 def synthesize(prompts: list[PromptExample], normals: list[np.ndarray],
                cfg: AdaptConfig) -> list[Sample]:
     """The adaptation set: the prompt images (their examples labelled), `cfg.images`
-    backgrounds with 1..3 pasted, jittered examples each (every example is pasted about
-    equally often), and up to `cfg.negatives` good parts as they are."""
+    good parts with 1..3 pasted, jittered examples each (every example is pasted about
+    equally often), and up to `cfg.negatives` good parts as they are. Without good parts,
+    the prompt images with their examples painted out stand in for them."""
     rng = np.random.default_rng(cfg.seed)
     pieces, prompt_samples = _pieces(prompts, cfg.size)
     if not pieces:
         raise ValueError("adaptation needs at least one prompt example")
     goods = [resize_square(n, cfg.size) for n in normals]
+    if not goods:  # the prompt images with their examples painted out serve as good parts
+        goods = [_painted_out(s) for s in prompt_samples]
     out = list(prompt_samples)
     order = rng.permutation(len(pieces))
     nxt = 0
     for i in range(cfg.images):
-        if goods:
-            canvas = goods[i % len(goods)].astype(np.float32)
-            instances: list[Instance] = []
-        else:  # the prompt images' defect-free regions serve as good parts
-            src = prompt_samples[i % len(prompt_samples)]
-            canvas = src.image.astype(np.float32)
-            instances = list(src.instances)
-        taken = [ins.bbox for ins in instances]
+        canvas = goods[i % len(goods)].astype(np.float32)
+        instances: list[Instance] = []
+        taken: list = []
         for _ in range(int(rng.integers(1, 4))):
             piece = pieces[int(order[nxt % len(order)])]
             nxt += 1
