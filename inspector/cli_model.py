@@ -34,6 +34,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     from inspector.model.episodes import FeatureCache
     from inspector.model.export import export, parity, write_files_manifest
+    from inspector.model.prompt_net import NetConfig
     from inspector.model.train import TrainConfig, data_summary, save, train
 
     data = Path(args.data)
@@ -53,7 +54,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                       source_weights={s: 0.0 for s in args.exclude})
     # one feature cache for all sources; excluded ones are never sampled
     cache = FeatureCache.load_or_build(all_sources, args.size, Path(args.cache))
-    net, record = train(cache, cfg)
+    net, record = train(cache, cfg, NetConfig(objectness=args.objectness))
     print(json.dumps(record, indent=1))
     save(net, out, record, cfg, data_summary(cache, sources))
     export(net, out, args.size)
@@ -89,7 +90,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     s = EvalSettings(data=Path(args.data), model=Path(args.model), shots=args.shots,
                      seeds=list(args.seeds), backend=args.backend, size=args.size,
                      out=Path(args.out) if args.out else None, limit=args.limit,
-                     threads=args.threads)
+                     threads=args.threads, normals=args.normals,
+                     adapt="on" if args.adapt else "off", adapt_steps=args.adapt_steps)
     try:
         report = run_eval(s)
     except (FileNotFoundError, ValueError) as exc:
@@ -111,6 +113,8 @@ def register(sub) -> None:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--size", type=int, default=320, help="input side (multiple of 16)")
     t.add_argument("--threads", type=int, default=2)
+    t.add_argument("--objectness", action="store_true",
+                   help="learn a class-agnostic defect prior for query selection")
     t.add_argument("--cache", default=str(DEFAULT_MODEL.parent / "cache"),
                    help="backbone feature cache folder (git-ignored)")
     t.set_defaults(func=cmd_train)
@@ -130,4 +134,10 @@ def register(sub) -> None:
     e.add_argument("--threads", type=int, default=2)
     e.add_argument("--limit", type=int, default=None, help="first N test images (smoke runs)")
     e.add_argument("--out", default=None, help="report folder (default: out/eval-<dataset>)")
+    e.add_argument("--normals", type=int, default=0,
+                   help="defect-free train images given to enrolment as good parts")
+    e.add_argument("--adapt", action="store_true",
+                   help="enrol with adaptation to the prompts (needs torch)")
+    e.add_argument("--adapt-steps", type=int, default=None,
+                   help="adaptation episodes (default: the detector's)")
     e.set_defaults(func=cmd_eval)

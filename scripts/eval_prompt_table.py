@@ -1,10 +1,14 @@
-"""The table of issue 6: MagTile box/mask AP50 and NEU-DET box AP50 for the shipped model
-and the model trained without MagTile (open set), plus ONNX Runtime latency.
+"""The table of issues 6 and 17: MagTile box/mask AP50 and NEU-DET box AP50 per model
+(shipped, and trained without MagTile: open set), per enrolment (prompts only, or with N
+defect-free train images as good parts; with or without adaptation), with the
+enrolment time and ONNX Runtime latency.
 
-Runs `inspector eval` (same code) for each model and dataset of ../shared/data with k=4
-prompts and seeds 0 1 2, writes each report under out/, and prints one Markdown table.
+Runs `inspector eval` (same code) for each model, enrolment and dataset of
+../shared/data with k=4 prompts and seeds 0 1 2, writes each report under out/, and
+prints one Markdown table.
 
     .venv/bin/python scripts/eval_prompt_table.py [--models engines/prompt-v1 ...]
+        [--normals 0 16] [--adapt] [--datasets magtile neu-det] [--limit N]
 """
 
 from __future__ import annotations
@@ -27,32 +31,49 @@ def main() -> None:
     ap.add_argument("--shots", type=int, default=4)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--normals", type=int, nargs="+", default=[0],
+                    help="good parts per enrolment, one row each (e.g. 0 16)")
+    ap.add_argument("--adapt", action="store_true", help="enrol with adaptation (torch)")
+    ap.add_argument("--datasets", nargs="+", default=["magtile", "neu-det"])
+    ap.add_argument("--limit", type=int, default=None, help="first N test images only")
     args = ap.parse_args()
-    if not (args.data / "magtile").is_dir():
-        raise SystemExit(f"{args.data}: no magtile dataset (../shared/data is needed)")
+    for ds in args.datasets:
+        if not (args.data / ds).is_dir():
+            raise SystemExit(f"{args.data}: no {ds} dataset (../shared/data is needed)")
     import json
 
     rows = []
     for model in args.models:
-        res = {}
-        for ds in ("magtile", "neu-det"):
-            out = REPO / "out" / f"eval-{ds}-{model.name}"
-            run_eval(EvalSettings(data=args.data / ds, model=model, shots=args.shots,
-                                  seeds=args.seeds, threads=args.threads, out=out))
-            res[ds] = json.loads((out / "report.json").read_text())
-        rows.append((model.name, res))
+        for normals in args.normals:
+            res = {}
+            for ds in args.datasets:
+                tag = (f"-n{normals}" if normals else "") + ("-adapt" if args.adapt else "")
+                out = REPO / "out" / f"eval-{ds}-{model.name}{tag}"
+                run_eval(EvalSettings(data=args.data / ds, model=model, shots=args.shots,
+                                      seeds=args.seeds, threads=args.threads, out=out,
+                                      normals=normals, limit=args.limit,
+                                      adapt="on" if args.adapt else "off"))
+                res[ds] = json.loads((out / "report.json").read_text())
+            rows.append((model.name, normals, res))
     print(f"\nk = {args.shots} prompts per class from distinct train images, mean over seeds "
-          f"{args.seeds}; AP50 in %; latency per test image (ONNX Runtime, CPU, "
-          f"{args.threads} threads, encode + head + post-processing).\n")
-    print("| model | MagTile box AP50 | MagTile mask AP50 | NEU-DET box AP50 | "
-          "latency p50 / p99 (MagTile) |")
-    print("|---|---:|---:|---:|---:|")
-    for name, r in rows:
-        m, n = r["magtile"], r["neu-det"]
-        print(f"| {name} | {pct(m['box_ap50_mean'])} | {pct(m['mask_ap50_mean'])} | "
-              f"{pct(n['box_ap50_mean'])} | {m['latency_ms']['p50']:.1f} / "
-              f"{m['latency_ms']['p99']:.1f} ms |")
-    print("| UniSpector (paper) | 63.3 | 57.7 | - | - |")
+          f"{args.seeds}; AP50 in %; adaptation {'on' if args.adapt else 'off'}; test images "
+          f"{'first ' + str(args.limit) if args.limit else 'all'}; latency per test image "
+          f"(ONNX Runtime, CPU, {args.threads} threads, encode + head + post-processing).\n")
+    cols = [f"{ds} box AP50" + (f" | {ds} mask AP50" if ds == "magtile" else "")
+            for ds in args.datasets]
+    print("| model | good parts | " + " | ".join(cols) + " | enrol s (max) | latency p50 |")
+    print("|---|---:|" + "---:|" * (sum(c.count("|") + 1 for c in cols) + 2))
+    for name, normals, r in rows:
+        vals = []
+        for ds in args.datasets:
+            vals.append(pct(r[ds]["box_ap50_mean"]))
+            if ds == "magtile":
+                vals.append(pct(r[ds]["mask_ap50_mean"]))
+        first = r[args.datasets[0]]
+        enrol = max(r[ds]["enrol_s"]["max"] for ds in args.datasets)
+        print(f"| {name} | {normals} | " + " | ".join(vals) +
+              f" | {enrol:.1f} | {first['latency_ms']['p50']:.1f} ms |")
+    print("UniSpector (paper), MagTile: 63.3 box / 57.7 mask.")
 
 
 if __name__ == "__main__":

@@ -7,12 +7,19 @@ box); a class prototype is the normalised mean of its examples' embeddings. Dete
 graph (PQS) returns top-K queries per prototype with boxes, scores and stride-4 mask
 logits; per class, low scores are dropped and overlapping boxes suppressed (NMS); boxes
 and masks are mapped back to the frame. Runs on any backend (`inspector.backends`); no
-torch. Normal parts are not used here (the unknown-defect branch is its own stage).
+torch. Normal parts are not used here (the unknown-defect branch is its own stage),
+except by the optional enrolment-time adaptation (`adapt`, `inspector.model.adapt`, needs
+torch): the prompt and head graphs are fine-tuned to the recipe's examples pasted onto its
+good parts, and the detector then runs the adapted graphs (kept in the enrolled state).
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib.util
+import logging
+import shutil
+import tempfile
 import time
 from pathlib import Path
 from typing import Annotated, Literal
@@ -35,6 +42,7 @@ from inspector.detector.prompt_inputs import (
 )
 from inspector.sources.base import StrictModel
 
+log = logging.getLogger(__name__)
 DEFAULT_MODEL = "engines/prompt-v1"
 VERSION = "prompt/2"  # /2: enrolled state names each prompt's class
 
@@ -51,6 +59,12 @@ class PromptParams(StrictModel):
     max_detections: Annotated[int, Field(ge=1)] = 100
     threads: Annotated[int, Field(ge=1, le=64)] = 1  # ONNX Runtime intra-op threads
     state_dir: str | None = None  # TensorRT engine cache (default: <model>/cache)
+    # enrolment-time adaptation to the recipe (inspector.model.adapt): "auto" when torch
+    # is installed, "on" requires it, "off" (default) enrols prototypes only
+    adapt: Literal["off", "auto", "on"] = "off"
+    adapt_steps: Annotated[int, Field(ge=1, le=5000)] = 150
+    adapt_seed: int = 0
+    adapt_threads: Annotated[int, Field(ge=1, le=64)] = 2
 
     @classmethod
     def parse(cls, params: dict) -> PromptParams:
@@ -101,7 +115,63 @@ class PromptDetector(Detector):
         self.prompt_classes: list[str] = []
         self._by_class: dict[str, tuple[list[str], np.ndarray]] = {}
         self.last_timing: dict[str, float] = {}
+        self.adapt_record: dict | None = None
+        self._adapted: dict[str, bytes] = {}  # graph name -> ONNX bytes of the adaptation
         self._sha = ""
+
+    def _use_model(self, folder: Path) -> None:
+        """Run the graphs of `folder` (the base model or an adaptation of it)."""
+        self.paths = graph_paths(folder)
+        state = Path(self.params.state_dir) if self.params.state_dir else None
+        self.backend = open_backend(self.params.backend, folder, state,
+                                    threads=self.params.threads)
+        self._sha = ""
+
+    def _adapt_root(self) -> Path:
+        base = Path(self.params.state_dir) if self.params.state_dir else Path(
+            tempfile.gettempdir()) / "inspector"
+        return base / "adapted"
+
+    def _adapt(self, prompts: list[PromptExample], normals: list[np.ndarray],
+               progress: bool) -> None:
+        """Fine-tune the prompt and head graphs to this recipe (see inspector.model.adapt)."""
+        self._adapted, self.adapt_record = {}, None
+        if self.paths["head"].parent != self.model_dir:
+            self._use_model(self.model_dir)  # always adapt from the base model
+        if self.params.adapt == "off":
+            return
+        why = ("torch is not installed (pip install -e .[train])"
+               if importlib.util.find_spec("torch") is None else
+               f"{self.model_dir} has no weights.pt"
+               if not (self.model_dir / "weights.pt").is_file() else "")
+        if why:
+            if self.params.adapt == "on":
+                raise ValueError(f"detector.params.adapt: 'on', but {why}")
+            log.warning("prompt detector: enrolling without adaptation: %s", why)
+            return
+        from inspector.model.adapt import AdaptConfig, adapt_model
+
+        p = self.params
+        cfg = AdaptConfig(seed=p.adapt_seed, size=p.size, steps=p.adapt_steps,
+                          threads=p.adapt_threads)
+        folder, self.adapt_record = adapt_model(self.model_dir, prompts, normals, cfg,
+                                                self._adapt_root(), progress)
+        self._adapted = {g: (folder / f"{g}.onnx").read_bytes() for g in ("prompt", "head")}
+        self._use_model(folder)
+
+    def _restore_adapted(self, graphs: dict[str, bytes]) -> None:
+        """Write the adapted graphs of an enrolled state to a content-named folder."""
+        h = hashlib.sha256(b"".join(graphs[g] for g in sorted(graphs))).hexdigest()[:20]
+        folder = self._adapt_root() / f"state-{h}"
+        if not (folder / "head.onnx").is_file():
+            folder.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(self.model_dir / "encoder.onnx", folder / "encoder.onnx")
+            for g, data in graphs.items():
+                tmp = folder / f".{g}.onnx.tmp"
+                tmp.write_bytes(data)
+                tmp.replace(folder / f"{g}.onnx")
+        self._adapted = dict(graphs)
+        self._use_model(folder)
 
     # -- enrolment ---------------------------------------------------------------
     def encode(self, image: np.ndarray) -> np.ndarray:
@@ -131,6 +201,7 @@ class PromptDetector(Detector):
 
     def enroll(self, prompts: list[PromptExample], normals: list[np.ndarray],
                progress: bool = False) -> None:
+        self._adapt(prompts, normals, progress)
         emb = self.embed(prompts, progress)
         classes = list(dict.fromkeys(p.cls for p in prompts))
         protos = []
@@ -145,9 +216,12 @@ class PromptDetector(Detector):
         self._index_prompts()
 
     def enrolled_state(self) -> dict[str, np.ndarray] | None:
-        return {"prototypes": self.protos, "classes": np.array(self.classes, dtype=str),
-                "embeddings": self.embeddings, "prompt_ids": np.array(self.prompt_ids, dtype=str),
-                "prompt_classes": np.array(self.prompt_classes, dtype=str)}
+        state = {"prototypes": self.protos, "classes": np.array(self.classes, dtype=str),
+                 "embeddings": self.embeddings, "prompt_ids": np.array(self.prompt_ids, dtype=str),
+                 "prompt_classes": np.array(self.prompt_classes, dtype=str)}
+        for g, data in self._adapted.items():
+            state[f"adapted_{g}"] = np.frombuffer(data, np.uint8)
+        return state
 
     def load_enrolled_state(self, state: dict[str, np.ndarray]) -> None:
         protos = np.asarray(state["prototypes"], np.float32)
@@ -155,6 +229,13 @@ class PromptDetector(Detector):
         if protos.ndim != 2 or len(classes) != protos.shape[0]:
             raise ValueError(f"enrolled state: {protos.shape[0]} prototypes for "
                              f"{len(classes)} classes")
+        graphs = {g: np.asarray(state[f"adapted_{g}"], np.uint8).tobytes()
+                   for g in ("prompt", "head") if f"adapted_{g}" in state}
+        if graphs:
+            self._restore_adapted(graphs)
+        elif self._adapted:
+            self._adapted = {}
+            self._use_model(self.model_dir)
         self.protos, self.classes = protos, classes
         self.embeddings = np.asarray(state.get("embeddings", np.zeros((0, 0))), np.float32)
         self.prompt_ids = [str(p) for p in state.get("prompt_ids", [])]
@@ -279,5 +360,9 @@ class PromptDetector(Detector):
             for g in GRAPHS:
                 h.update(self.paths[g].read_bytes())
             h.update(f"{VERSION}\0size={self.params.size}".encode())
+            p = self.params
+            if p.adapt != "off":  # the enrolment differs, so must the cache key
+                h.update(f"\0adapt={p.adapt},{p.adapt_steps},{p.adapt_seed},"
+                         f"{p.adapt_threads}".encode())
             self._sha = h.hexdigest()
         return self._sha

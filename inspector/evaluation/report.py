@@ -36,6 +36,23 @@ def markdown(result: dict) -> str:
     for s in result["per_seed"]:
         lines.append(f"| {s['seed']} | {pct(s['box_ap50'])} |"
                      + (f" {pct(s['mask_ap50'])} |" if has_mask else ""))
+    errors = result.get("errors")
+    if errors:
+        from inspector.evaluation.errors import OUTCOMES
+
+        lines += ["", "Where the test defects went (boxes, IoU 0.5, summed over seeds): found; "
+                  "scored below the best false positive on a clean test image; overlapped "
+                  "only by other classes; never localised by any query.", "",
+                  "| class | " + " | ".join(OUTCOMES) + " |", "|---|" + "---:|" * len(OUTCOMES)]
+        for name, counts in errors.items():
+            n = max(sum(counts.values()), 1)
+            lines.append(f"| {name} | " + " | ".join(
+                f"{counts[k]} ({100 * counts[k] / n:.0f} %)" for k in OUTCOMES) + " |")
+    if "enrol_s" in result:
+        lines += ["", f"Enrolment (adapt: {result.get('adapt', 'off')}, "
+                  f"{result.get('normals', 0)} good part(s)): mean "
+                  f"{result['enrol_s']['mean']:.1f} s, max {result['enrol_s']['max']:.1f} s "
+                  "per seed."]
     lat = result["latency_ms"]
     lines += ["", f"Test images: {result['test_images']} ({result['defect_free_test_images']} "
               f"defect-free); backend {result['backend']}, input {result['size']} px, "

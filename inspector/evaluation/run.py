@@ -3,7 +3,13 @@
 For each prompt seed: draw k <= 4 prompts per class from distinct train images, enrol
 them (SSPE prototypes), detect on every test image (defect-free ones included), score
 box AP50 (and mask AP50 where the dataset has masks) with pycocotools. The encoder runs
-once per test image (its tokens do not depend on the prompts); heads run per seed.
+once per test image (its tokens do not depend on the prompts, nor on an adaptation, which
+leaves the encoder as it is); heads run per seed.
+
+The product path: per seed, the detector is enrolled exactly as a recipe holding those
+prompts (and, with `normals`, that many defect-free train images as its good parts) would
+be, adaptation included when `adapt` is on; the report gives the time each enrolment
+took and splits the misses per class (`inspector.evaluation.errors`).
 Writes `report.json`, `report.md` and `pr_curves.png` (seed 0's box PR curves).
 """
 
@@ -20,6 +26,7 @@ from tqdm import tqdm
 
 from inspector.coco import decode_segmentation
 from inspector.detector.base import PromptExample
+from inspector.evaluation.errors import add_splits, error_split
 from inspector.evaluation.metrics import coco_ap50
 from inspector.evaluation.protocol import draw_prompts
 from inspector.evaluation.report import markdown, pr_plot
@@ -37,6 +44,22 @@ class EvalSettings:
     limit: int | None = None
     threads: int = 2
     min_score: float = 0.01
+    normals: int = 0  # defect-free train images given to enrolment as good parts
+    adapt: str = "off"  # detector.params.adapt: off | auto | on
+    adapt_steps: int | None = None  # None: the detector's default
+
+
+def draw_normals(train: dict, n: int, seed: int) -> list[dict]:
+    """`n` defect-free train images (no annotation), seeded, sorted by id."""
+    if n <= 0:
+        return []
+    annotated = {a["image_id"] for a in train["annotations"]}
+    free = sorted((i for i in train["images"] if i["id"] not in annotated), key=lambda i: i["id"])
+    if not free:
+        raise ValueError("--normals: the train split has no defect-free image")
+    rng = np.random.default_rng([seed, 1_000_003])
+    pick = rng.choice(len(free), min(n, len(free)), replace=False)
+    return [free[int(i)] for i in sorted(pick)]
 
 
 def _read(folder: Path, info: dict) -> np.ndarray:
@@ -82,8 +105,11 @@ def run_eval(s: EvalSettings) -> str:
         test["annotations"] = [a for a in test["annotations"] if a["image_id"] in keep]
     has_masks = any(a.get("segmentation") for a in test["annotations"])
     names = {c["id"]: c["name"] for c in test["categories"]}
-    det = PromptDetector({"model": str(s.model), "backend": s.backend, "size": s.size,
-                          "threads": s.threads, "min_score": s.min_score})
+    params = {"model": str(s.model), "backend": s.backend, "size": s.size,
+              "threads": s.threads, "min_score": s.min_score, "adapt": s.adapt}
+    if s.adapt_steps:
+        params["adapt_steps"] = s.adapt_steps
+    det = PromptDetector(params)
     # tokens of every test image, once
     tokens, encode_ms = {}, []
     for info in tqdm(test["images"], desc=f"encode {s.data.name} test", unit="img"):
@@ -92,7 +118,7 @@ def run_eval(s: EvalSettings) -> str:
         tokens[info["id"]] = (det.encode(img), img.shape[:2])
         encode_ms.append((time.perf_counter() - t) * 1e3)
     train_imgs = {i["id"]: i for i in train["images"]}
-    per_seed, total_ms = [], []
+    per_seed, total_ms, splits = [], [], []
     for seed in seeds:
         prompts = []
         for cat, anns in draw_prompts(train, s.shots, seed).items():
@@ -101,7 +127,10 @@ def run_eval(s: EvalSettings) -> str:
                 prompts.append(PromptExample(str(a["id"]), names[cat], img,
                                              tuple(float(v) for v in a["bbox"]),
                                              _mask(a, img.shape[:2])))
-        det.enroll(prompts, [])
+        normals = [_read(s.data, i) for i in draw_normals(train, s.normals, seed)]
+        t_enrol = time.perf_counter()
+        det.enroll(prompts, normals)
+        enrol_s = time.perf_counter() - t_enrol
         cat_of = {n: c for c, n in names.items()}
         dets_box, dets_segm = [], []
         for n, info in enumerate(tqdm(test["images"], desc=f"seed {seed}", unit="img")):
@@ -117,7 +146,10 @@ def run_eval(s: EvalSettings) -> str:
                     dets_segm.append({**r, "segmentation": _rle(d, hw)})
         box = coco_ap50(test, dets_box, "bbox")
         segm = coco_ap50(test, dets_segm, "segm") if has_masks else None
-        per_seed.append({"seed": seed, "box_ap50": box["ap50"], "box_per_class": box["per_class"],
+        splits.append(error_split(test, dets_box))
+        per_seed.append({"seed": seed, "enrol_s": round(enrol_s, 2),
+                         "adapt": det.adapt_record, "errors": splits[-1],
+                         "box_ap50": box["ap50"], "box_per_class": box["per_class"],
                          "mask_ap50": segm["ap50"] if segm else None,
                          "mask_per_class": segm["per_class"] if segm else None,
                          "prompts": {names[c]: [a["id"] for a in v]
@@ -134,6 +166,10 @@ def run_eval(s: EvalSettings) -> str:
                       - {a["image_id"] for a in test["annotations"]})
     result = {
         "dataset": s.data.name, "model": s.model.name, "shots": s.shots, "seeds": seeds,
+        "normals": s.normals, "adapt": s.adapt,
+        "enrol_s": {"mean": float(np.mean([p["enrol_s"] for p in per_seed])),
+                    "max": float(np.max([p["enrol_s"] for p in per_seed]))},
+        "errors": add_splits(splits),
         "backend": det.backend.name, "size": s.size, "threads": s.threads,
         "model_sha256": det.model_sha256, "classes": classes,
         "test_images": len(test["images"]), "defect_free_test_images": defect_free,
@@ -146,7 +182,8 @@ def run_eval(s: EvalSettings) -> str:
                        "p99": float(np.percentile(total_ms, 99)),
                        "encode_p50": float(np.percentile(encode_ms, 50))},
     }
-    out = s.out or Path("out") / f"eval-{s.data.name}-{s.model.name}"
+    tag = (f"-n{s.normals}" if s.normals else "") + ("" if s.adapt == "off" else "-adapt")
+    out = s.out or Path("out") / f"eval-{s.data.name}-{s.model.name}{tag}"
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.json").write_text(json.dumps(result, indent=1), encoding="utf-8")
     md = markdown(result)

@@ -34,28 +34,32 @@ def _export(module: torch.nn.Module, args: tuple, path: Path, inputs: list[str],
     onnx.checker.check_model(onnx.load(str(path)), full_check=True)
 
 
-def export(net: PromptDetectorNet, out: Path, size: int = 320) -> dict[str, Path]:
-    """Write the three graphs to `out`; returns their paths."""
+def export(net: PromptDetectorNet, out: Path, size: int = 320,
+           graphs: tuple[str, ...] = GRAPHS) -> dict[str, Path]:
+    """Write the graphs (all three by default) to `out`; returns their paths."""
     net = net.eval()
     out.mkdir(parents=True, exist_ok=True)
     d, r, n = net.cfg.dim, net.cfg.rings, size // 8
-    paths = {g: out / f"{g}.onnx" for g in GRAPHS}
+    paths = {g: out / f"{g}.onnx" for g in graphs}
     with torch.no_grad():
         img = torch.rand(1, 1, size, size)
-        _export(net.encoder(), (img,), paths["encoder"], ["image"], ["tokens"],
-                {"image": {0: "batch", 2: "height", 3: "width"},
-                 "tokens": {0: "batch", 2: "h", 3: "w"}})
+        if "encoder" in graphs:
+            _export(net.encoder(), (img,), paths["encoder"], ["image"], ["tokens"],
+                    {"image": {0: "batch", 2: "height", 3: "width"},
+                     "tokens": {0: "batch", 2: "h", 3: "w"}})
         tok = torch.randn(2, d, n, n)
-        _export(net.prompt, (tok, torch.rand(2, n, n), torch.randn(2, r)), paths["prompt"],
-                ["tokens", "weights", "spectrum"], ["embedding"],
-                {"tokens": {0: "prompts", 2: "h", 3: "w"}, "weights": {0: "prompts", 1: "h",
-                 2: "w"}, "spectrum": {0: "prompts"}, "embedding": {0: "prompts"}})
+        if "prompt" in graphs:
+            _export(net.prompt, (tok, torch.rand(2, n, n), torch.randn(2, r)), paths["prompt"],
+                    ["tokens", "weights", "spectrum"], ["embedding"],
+                    {"tokens": {0: "prompts", 2: "h", 3: "w"}, "weights": {0: "prompts",
+                     1: "h", 2: "w"}, "spectrum": {0: "prompts"}, "embedding": {0: "prompts"}})
         protos = torch.nn.functional.normalize(torch.randn(3, d), dim=1)
-        _export(net.head, (tok[:1], protos), paths["head"], ["tokens", "prototypes"],
-                ["boxes", "scores", "masks"],
-                {"tokens": {2: "h", 3: "w"}, "prototypes": {0: "classes"},
-                 "boxes": {0: "classes"}, "scores": {0: "classes"},
-                 "masks": {0: "classes", 2: "mh", 3: "mw"}})
+        if "head" in graphs:
+            _export(net.head, (tok[:1], protos), paths["head"], ["tokens", "prototypes"],
+                    ["boxes", "scores", "masks"],
+                    {"tokens": {2: "h", 3: "w"}, "prototypes": {0: "classes"},
+                     "boxes": {0: "classes"}, "scores": {0: "classes"},
+                     "masks": {0: "classes", 2: "mh", 3: "mw"}})
     return paths
 
 

@@ -38,6 +38,11 @@ class NetConfig:
     rings: int = RINGS
     top_k: int = 20  # queries per prototype at inference
     box_scale: float = 4.0 * STRIDE  # box distances are exp(pred) * this
+    # class-agnostic "defect here" logit per token, added (as log-probability) to the
+    # relevance: a prior learned across domains that does not depend on the prompts,
+    # so query selection still finds defects where prototype matching alone transfers
+    # badly (open set). Off in models trained before it (their manifests lack the key).
+    objectness: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -127,12 +132,24 @@ class QueryHead(nn.Module):
                                        nn.Conv2d(32, cfg.mask_dim, 3, padding=1))
         self.mask_bias = nn.Parameter(torch.tensor(0.0))
         nn.init.constant_(self.score.bias, -4.6)  # prior 0.01: most tokens are background
+        if cfg.objectness:
+            self.obj = nn.Sequential(nn.Conv2d(d, 32, 3, padding=1), nn.ReLU(),
+                                     nn.Conv2d(32, 1, 1))
+            nn.init.constant_(self.obj[2].bias, -2.0)
+            self.obj_gain = nn.Parameter(torch.tensor(1.0))
+
+    def objectness(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Class-agnostic defect logits (B, N) of tokens (B, D, h, w)."""
+        return self.obj(tokens).flatten(1)
 
     def relevance(self, tokens: torch.Tensor, protos: torch.Tensor) -> torch.Tensor:
         """Relevance logits (C, N) of tokens (C, D, h, w) (one image, repeated) to (C, D)."""
         t = F.normalize(self.rel_proj(tokens).flatten(2), dim=1)  # (C, D, N)
         cos = torch.einsum("cdn,cd->cn", t, protos)
-        return cos * self.rel_scale + self.rel_bias
+        rel = cos * self.rel_scale + self.rel_bias
+        if self.cfg.objectness:
+            rel = rel + self.obj_gain * F.logsigmoid(self.objectness(tokens))
+        return rel
 
     def dense(self, tokens: torch.Tensor, protos: torch.Tensor
               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -46,6 +46,7 @@ class TrainConfig:
     val_episodes: int = 60
     threads: int = 2
     source_weights: dict[str, float] = field(default_factory=dict)
+    obj_weight: float = 1.0  # class-agnostic objectness loss (nets with objectness only)
 
 
 def focal(logits: torch.Tensor, target: torch.Tensor, alpha: float = 0.25,
@@ -104,6 +105,19 @@ def build_targets(cache: FeatureCache, sampler: EpisodeSampler, ep: Episode,
     return Targets(torch.from_numpy(pos), torch.from_numpy(box), torch.from_numpy(inst))
 
 
+def any_defect_targets(cache: FeatureCache, ep: Episode, n_tok: int) -> torch.Tensor:
+    """(Q, N) 1 on the tokens of any instance (any class) of each query image."""
+    a = cache.a
+    out = np.zeros((len(ep.query_img), n_tok), np.float32)
+    for row, q in enumerate(ep.query_img):
+        for i in np.nonzero(a["inst_image"] == int(ep.images[q]))[0]:
+            w = a["inst_w8"][i].astype(np.float32).ravel()
+            on = w >= 0.3
+            on[int(np.argmax(w))] = True
+            out[row, on] = 1.0
+    return torch.from_numpy(out)
+
+
 def token_centres(h: int, w: int) -> torch.Tensor:
     ys, xs = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
     return torch.stack([(xs.flatten() + 0.5) * STRIDE, (ys.flatten() + 0.5) * STRIDE], 1)
@@ -151,6 +165,11 @@ def episode_loss(net: PromptDetectorNet, cache: FeatureCache, sampler: EpisodeSa
     l_query = F.binary_cross_entropy_with_logits(q_score, q_target)
     loss = loss + l_rel + l_score + 0.5 * l_query
     logs.update(rel=l_rel.item(), score=l_score.item(), query=l_query.item())
+    if head.cfg.objectness:  # every instance of the query image, whatever its class
+        any_pos = any_defect_targets(cache, ep, n)
+        l_obj = focal(head.objectness(tokens[ep.query_img]), any_pos) / any_pos.sum().clamp_min(1)
+        loss = loss + cfg.obj_weight * l_obj
+        logs["obj"] = l_obj.item()
 
     pr, pt = torch.nonzero(tg.inst >= 0, as_tuple=True)
     if len(pr):

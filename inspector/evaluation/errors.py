@@ -1,0 +1,79 @@
+"""Where the misses are: every ground-truth defect sorted into one outcome, per class.
+
+AP says how much is lost, not why. For each test instance of class c (boxes, IoU 0.5):
+
+* `never_localised`: no detection of any class overlaps it at IoU >= 0.5 (the queries
+  never landed on it: a localisation failure);
+* `misclassified`: only detections of other classes overlap it (found, wrong prototype);
+* `below_clean_fp`: a class-c detection overlaps it, but scores below the best class-c
+  detection on a defect-free test image (ranked after a false positive on a clean part);
+* `found`: a class-c detection overlaps it and outscores every clean-image false positive.
+
+The detections are the evaluation's (after NMS, min_score, max_detections), so the split
+explains the same run that AP50 scores.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+OUTCOMES = ("found", "below_clean_fp", "misclassified", "never_localised")
+
+
+def iou_xywh(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU matrix (n, m) of COCO boxes x, y, w, h."""
+    a, b = np.asarray(a, float).reshape(-1, 4), np.asarray(b, float).reshape(-1, 4)
+    ax2, ay2 = a[:, 0] + a[:, 2], a[:, 1] + a[:, 3]
+    bx2, by2 = b[:, 0] + b[:, 2], b[:, 1] + b[:, 3]
+    iw = np.clip(np.minimum(ax2[:, None], bx2[None]) - np.maximum(a[:, None, 0], b[None, :, 0]),
+                 0, None)
+    ih = np.clip(np.minimum(ay2[:, None], by2[None]) - np.maximum(a[:, None, 1], b[None, :, 1]),
+                 0, None)
+    inter = iw * ih
+    union = (a[:, 2] * a[:, 3])[:, None] + (b[:, 2] * b[:, 3])[None] - inter
+    return inter / np.maximum(union, 1e-9)
+
+
+def error_split(gt: dict, dets: list[dict], iou: float = 0.5) -> dict[str, dict[str, int]]:
+    """class name -> {outcome: count} over the instances of `gt` (a COCO test split);
+    `dets` are COCO result dicts (image_id, category_id, bbox, score)."""
+    names = {c["id"]: c["name"] for c in gt["categories"]}
+    defect_images = {a["image_id"] for a in gt["annotations"]}
+    clean_best: dict[int, float] = {}
+    by_image: dict[int, list[dict]] = {}
+    for d in dets:
+        by_image.setdefault(d["image_id"], []).append(d)
+        if d["image_id"] not in defect_images:
+            c = d["category_id"]
+            clean_best[c] = max(clean_best.get(c, 0.0), float(d["score"]))
+    out = {names[c]: dict.fromkeys(OUTCOMES, 0) for c in sorted(names)}
+    for a in gt["annotations"]:
+        c = a["category_id"]
+        found = by_image.get(a["image_id"], [])
+        if found:
+            ov = iou_xywh(np.array([a["bbox"]]), np.array([d["bbox"] for d in found]))[0]
+            hit = [d for d, o in zip(found, ov, strict=True) if o >= iou]
+        else:
+            hit = []
+        same = [float(d["score"]) for d in hit if d["category_id"] == c]
+        if not hit:
+            k = "never_localised"
+        elif not same:
+            k = "misclassified"
+        elif max(same) < clean_best.get(c, 0.0):
+            k = "below_clean_fp"
+        else:
+            k = "found"
+        out[names[c]][k] += 1
+    return out
+
+
+def add_splits(splits: list[dict[str, dict[str, int]]]) -> dict[str, dict[str, int]]:
+    """Sum of per-seed splits (same classes)."""
+    total: dict[str, dict[str, int]] = {}
+    for s in splits:
+        for name, counts in s.items():
+            t = total.setdefault(name, dict.fromkeys(OUTCOMES, 0))
+            for k, v in counts.items():
+                t[k] += v
+    return total
