@@ -55,6 +55,16 @@ def graph_paths(model_dir: Path) -> dict[str, Path]:
     return paths
 
 
+def write_pinned_manifest(folder: Path, base_manifest: Path) -> None:
+    """manifest.json for `folder` from the base model's, with `files` pinning the graphs
+    (and weights.pt) that are in `folder` now: an adapted model is a model of its own."""
+    manifest = json.loads(Path(base_manifest).read_text(encoding="utf-8"))
+    names = [f"{g}.onnx" for g in GRAPHS] + ["weights.pt"]
+    manifest["files"] = {n: _sha256(folder / n) for n in names if (folder / n).is_file()}
+    (Path(folder) / "manifest.json").write_text(json.dumps(manifest, indent=1),
+                                                 encoding="utf-8")
+
+
 def _sha256(path: Path) -> str:
     st = path.stat()
     key = (str(path.resolve()), st.st_size, st.st_mtime_ns)

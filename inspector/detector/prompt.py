@@ -30,7 +30,7 @@ from pydantic import Field, ValidationError
 
 from inspector.assets import model_path
 from inspector.backends import open_backend
-from inspector.backends.base import GRAPHS, graph_paths
+from inspector.backends.base import GRAPHS, graph_paths, write_pinned_manifest
 from inspector.detector.base import Detection, Detector, PromptExample
 from inspector.detector.prompt_inputs import (
     prompt_spectrum,
@@ -170,6 +170,7 @@ class PromptDetector(Detector):
                 tmp = folder / f".{g}.onnx.tmp"
                 tmp.write_bytes(data)
                 tmp.replace(folder / f"{g}.onnx")
+            write_pinned_manifest(folder, self.model_dir / "manifest.json")
         self._adapted = dict(graphs)
         self._use_model(folder)
 

@@ -289,6 +289,7 @@ def adapt_model(model_dir: Path, prompts: list[PromptExample], normals: list[np.
                 cfg: AdaptConfig, out_root: Path, progress: bool = False) -> tuple[Path, dict]:
     """An adapted model folder for this recipe under `out_root` (reused when it exists):
     the base encoder.onnx, adapted prompt.onnx and head.onnx, weights.pt, adapt.json."""
+    from inspector.backends.base import write_pinned_manifest
     from inspector.model.export import export
     from inspector.model.train import load_net
 
@@ -309,7 +310,7 @@ def adapt_model(model_dir: Path, prompts: list[PromptExample], normals: list[np.
     import torch
 
     torch.save(net.trainable_state(), tmp / "weights.pt")
-    shutil.copyfile(model_dir / "manifest.json", tmp / "manifest.json")
+    write_pinned_manifest(tmp, model_dir / "manifest.json")
     record = {**record, "base_model": str(model_dir), "config": asdict(cfg),
               "total_s": round(time.monotonic() - t0, 2)}
     (tmp / "adapt.json").write_text(json.dumps(record, indent=1), encoding="utf-8")
