@@ -10,14 +10,22 @@ from __future__ import annotations
 import argparse
 import json
 import subprocess
+from pathlib import Path
 
 from inspector import __version__
 from inspector.assets import BUNDLE, CHECKOUT, model_path, models_dir
 from inspector.hashing import file_sha256
 
-# The artefacts a default recipe loads: the prompt detector's graphs and the good-part encoder.
-DEFAULT_ARTEFACTS = ("prompt-v1/encoder.onnx", "prompt-v1/prompt.onnx", "prompt-v1/head.onnx",
-                     "lite0-features.onnx")
+
+def default_artefacts() -> list[str]:
+    """What a default recipe loads: the prompt detector's graphs and the good-part encoder
+    (imported here, not at the top: every CLI command imports this module)."""
+    from inspector.backends.base import GRAPHS
+    from inspector.detector.prompt import DEFAULT_MODEL
+    from inspector.unknown.features import DEFAULT_ONNX
+
+    model = Path(DEFAULT_MODEL).name
+    return [f"{model}/{g}.onnx" for g in GRAPHS] + [DEFAULT_ONNX.name]
 
 
 def build_commit() -> str | None:
@@ -38,7 +46,7 @@ def build_commit() -> str | None:
 def version_text() -> str:
     lines = [f"inspector {__version__}", f"commit {build_commit() or 'unknown'}",
              f"models {models_dir()}"]
-    for rel in DEFAULT_ARTEFACTS:
+    for rel in default_artefacts():
         path = model_path(rel, must_exist=False)
         digest = file_sha256(path) if path.is_file() else "MISSING"
         lines.append(f"  {digest}  {rel}")

@@ -11,12 +11,13 @@ a message, not fed to a runtime). Hashes are remembered per (path, size, mtime).
 
 from __future__ import annotations
 
-import hashlib
 import json
 from abc import ABC, abstractmethod
 from pathlib import Path
 
 import numpy as np
+
+from inspector.hashing import file_sha256
 
 GRAPHS = ("encoder", "prompt", "head")
 OUTPUTS = {"encoder": ("tokens",), "prompt": ("embedding",),
@@ -55,12 +56,12 @@ def graph_paths(model_dir: Path) -> dict[str, Path]:
     return paths
 
 
-def write_pinned_manifest(folder: Path, base_manifest: Path) -> None:
-    """manifest.json for `folder` from the base model's, with `files` pinning the graphs
-    (and weights.pt) that are in `folder` now: an adapted model is a model of its own."""
-    manifest = json.loads(Path(base_manifest).read_text(encoding="utf-8"))
+def write_pinned_manifest(folder: Path, manifest: dict) -> None:
+    """Write `folder`/manifest.json from `manifest` with `files` pinning the graphs and
+    weights.pt that are in `folder` now (an export, or an adaptation of a base model)."""
     names = [f"{g}.onnx" for g in GRAPHS] + ["weights.pt"]
-    manifest["files"] = {n: _sha256(folder / n) for n in names if (folder / n).is_file()}
+    manifest.setdefault("files", {}).update(
+        {n: _sha256(folder / n) for n in names if (folder / n).is_file()})
     (Path(folder) / "manifest.json").write_text(json.dumps(manifest, indent=1),
                                                  encoding="utf-8")
 
@@ -69,11 +70,7 @@ def _sha256(path: Path) -> str:
     st = path.stat()
     key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
     if key not in _VERIFIED:
-        h = hashlib.sha256()
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-        _VERIFIED[key] = h.hexdigest()
+        _VERIFIED[key] = file_sha256(path)
     return _VERIFIED[key]
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import json
 import logging
 import shutil
 import tempfile
@@ -170,7 +171,8 @@ class PromptDetector(Detector):
                 tmp = folder / f".{g}.onnx.tmp"
                 tmp.write_bytes(data)
                 tmp.replace(folder / f"{g}.onnx")
-            write_pinned_manifest(folder, self.model_dir / "manifest.json")
+            write_pinned_manifest(folder, json.loads(
+                (self.model_dir / "manifest.json").read_text(encoding="utf-8")))
         self._adapted = dict(graphs)
         self._use_model(folder)
 

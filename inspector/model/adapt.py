@@ -310,7 +310,7 @@ def adapt_model(model_dir: Path, prompts: list[PromptExample], normals: list[np.
     import torch
 
     torch.save(net.trainable_state(), tmp / "weights.pt")
-    write_pinned_manifest(tmp, model_dir / "manifest.json")
+    write_pinned_manifest(tmp, json.loads((model_dir / "manifest.json").read_text("utf-8")))
     record = {**record, "base_model": str(model_dir), "config": asdict(cfg),
               "total_s": round(time.monotonic() - t0, 2)}
     (tmp / "adapt.json").write_text(json.dumps(record, indent=1), encoding="utf-8")

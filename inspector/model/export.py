@@ -105,11 +105,8 @@ def parity(net: PromptDetectorNet, folder: Path, images: list[np.ndarray],
 
 def write_files_manifest(folder: Path) -> None:
     """Add the sha256 of every graph to the model's manifest."""
-    from inspector.hashing import file_sha256 as sha256_file
+    from inspector.backends.base import write_pinned_manifest
 
-    path = folder / "manifest.json"
-    manifest = json.loads(path.read_text(encoding="utf-8"))
-    for g in GRAPHS:
-        manifest["files"][f"{g}.onnx"] = sha256_file(folder / f"{g}.onnx")
+    manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
     manifest["onnx"] = {"opset": OPSET, "graphs": list(GRAPHS)}
-    path.write_text(json.dumps(manifest, indent=1), encoding="utf-8")
+    write_pinned_manifest(folder, manifest)
