@@ -58,9 +58,11 @@ class UnknownRule(StrictModel):
 class DetectorSettings(StrictModel):
     """Which detector judges the parts. `kind` left out: the visual-prompt detector when
     the prompt bank has examples (no retraining for new defect kinds), else the
-    training-free texture detector; load_recipe resolves it."""
+    training-free texture detector; load_recipe resolves it. `match` is the training-free
+    prompt matcher (inspector/detector/match.py) for products the trained model has not
+    seen."""
 
-    kind: Literal["texture", "prompt"] | None = None
+    kind: Literal["texture", "prompt", "match"] | None = None
     params: dict[str, Any] = Field(default_factory=dict)
 
 

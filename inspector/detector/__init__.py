@@ -29,6 +29,10 @@ def build_detector(settings, unknown=None, thresholds: dict[str, float] | None =
         from inspector.detector.prompt import PromptDetector
 
         return PromptDetector(settings.params)
+    if settings.kind == "match":
+        from inspector.detector.match import MatchDetector
+
+        return MatchDetector(settings.params)
     if settings.kind is None:
         raise ValueError("detector.kind is not resolved: load the recipe with load_recipe")
     raise ValueError(f"unknown detector kind {settings.kind!r}")

@@ -5,11 +5,14 @@ needs (prototypes, a normal bank); `detect` maps one preprocessed image to detec
 Backends (classical texture features now; ONNX Runtime / TensorRT later) implement it.
 A detector may also keep `last_timing` (ms per internal step of its last `detect`, e.g.
 encode_ms, head_ms, unknown_ms): the pipeline hands it on with the result, so that
-`inspector bench` can say where inference time goes.
+`inspector bench` can say where inference time goes. `EncodedDetector` does that split
+for detectors that encode a frame once and then decode it (evaluation reuses the
+encoding across prompt seeds).
 """
 
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import ClassVar
@@ -70,3 +73,27 @@ class Detector(ABC):
     def model_sha256(self) -> str:
         """Identifies the model (weights + code version) in every result."""
         return ""
+
+
+class EncodedDetector(Detector):
+    """A detector in two steps, timed apart: `encode` (the frame alone, independent of
+    the enrolment) and `detect_tokens` (everything after: head, matching, NMS)."""
+
+    last_timing: dict[str, float]
+
+    @abstractmethod
+    def encode(self, image: np.ndarray):
+        """What detect_tokens needs of the frame; the same for every enrolment."""
+
+    @abstractmethod
+    def detect_tokens(self, encoded, hw: tuple[int, int]) -> list[Detection]:
+        """Detections of a frame `encode` returned (`hw`: the frame's height, width)."""
+
+    def detect(self, image: np.ndarray) -> list[Detection]:
+        t0 = time.perf_counter()
+        encoded = self.encode(image)
+        t1 = time.perf_counter()
+        dets = self.detect_tokens(encoded, image.shape[:2])
+        self.last_timing = {"encode_ms": (t1 - t0) * 1e3,
+                            "head_ms": (time.perf_counter() - t1) * 1e3}
+        return dets

@@ -21,7 +21,6 @@ import json
 import logging
 import shutil
 import tempfile
-import time
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -32,7 +31,7 @@ from pydantic import Field, ValidationError
 from inspector.assets import model_path
 from inspector.backends import open_backend
 from inspector.backends.base import GRAPHS, graph_paths, write_pinned_manifest
-from inspector.detector.base import Detection, Detector, PromptExample
+from inspector.detector.base import Detection, EncodedDetector, PromptExample
 from inspector.detector.prompt_inputs import (
     prompt_spectrum,
     resize_mask,
@@ -99,7 +98,7 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> list[int]:
     return keep
 
 
-class PromptDetector(Detector):
+class PromptDetector(EncodedDetector):
     kind = "prompt"
 
     def __init__(self, params: dict | None = None) -> None:
@@ -260,15 +259,6 @@ class PromptDetector(Detector):
             self._by_class[c] = ([self.prompt_ids[i] for i in idx], unit[idx])
 
     # -- detection ---------------------------------------------------------------
-    def detect(self, image: np.ndarray) -> list[Detection]:
-        t0 = time.perf_counter()
-        tokens = self.encode(image)
-        t1 = time.perf_counter()
-        dets = self.detect_tokens(tokens, image.shape[:2])
-        self.last_timing = {"encode_ms": (t1 - t0) * 1e3,
-                            "head_ms": (time.perf_counter() - t1) * 1e3}
-        return dets
-
     def detect_tokens(self, tokens: np.ndarray, hw: tuple[int, int],
                       protos: np.ndarray | None = None,
                       classes: list[str] | None = None) -> list[Detection]:
