@@ -84,6 +84,18 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _json_object(text: str) -> dict:
+    import json
+
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"not JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError("must be a JSON object")
+    return value
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from inspector.evaluation.run import EvalSettings, run_eval
 
@@ -91,7 +103,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
                      seeds=list(args.seeds), backend=args.backend, size=args.size,
                      out=Path(args.out) if args.out else None, limit=args.limit,
                      threads=args.threads, normals=args.normals,
-                     adapt="on" if args.adapt else "off", adapt_steps=args.adapt_steps)
+                     adapt="on" if args.adapt else "off", adapt_steps=args.adapt_steps,
+                     detector=args.detector, params=args.params)
     try:
         report = run_eval(s)
     except (FileNotFoundError, ValueError) as exc:
@@ -127,6 +140,11 @@ def register(sub) -> None:
     e = sub.add_parser("eval", help="visual-prompt evaluation on a COCO-layout dataset")
     e.add_argument("--data", required=True, help="dataset folder (images/, annotations_*.json)")
     e.add_argument("--model", default=str(DEFAULT_MODEL))
+    e.add_argument("--detector", choices=["prompt", "match"], default="prompt",
+                   help="prompt: the trained heads of --model; match: training-free "
+                        "template matching x anomaly (inspector.detector.match)")
+    e.add_argument("--params", type=_json_object, default=None,
+                   help='more detector.params as JSON, e.g. \'{"orientations": 8}\'')
     e.add_argument("--shots", type=int, default=4, help="prompt instances per class (<= 4)")
     e.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     e.add_argument("--backend", default="onnxruntime")

@@ -1,14 +1,16 @@
-"""The table of issues 6 and 17: MagTile box/mask AP50 and NEU-DET box AP50 per model
-(shipped, and trained without MagTile: open set), per enrolment (prompts only, or with N
-defect-free train images as good parts; with or without adaptation), with the
-enrolment time and ONNX Runtime latency.
+"""The table of issues 6 and 17: MagTile box/mask AP50 and NEU-DET box AP50 per model,
+per enrolment (prompts only, or with N defect-free train images as good parts; with or
+without adaptation), with the enrolment time and latency, and whether the model saw
+each dataset in training (from its manifest): `*` marks a cell where it did not (open
+set). The training-free matcher (`inspector eval --detector match`) gets its own rows.
 
 Runs `inspector eval` (same code) for each model, enrolment and dataset of
 ../shared/data with k=4 prompts and seeds 0 1 2, writes each report under out/, and
 prints one Markdown table.
 
     .venv/bin/python scripts/eval_prompt_table.py [--models engines/prompt-v1 ...]
-        [--normals 0 16] [--adapt] [--datasets magtile neu-det] [--limit N]
+        [--normals 0 16] [--adapt] [--training-free] [--datasets magtile neu-det]
+        [--limit N]
 """
 
 from __future__ import annotations
@@ -23,6 +25,14 @@ REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
 
 
+def trained_on(model: Path) -> set[str]:
+    """Dataset names the model's manifest lists as training sources."""
+    import json
+
+    manifest = json.loads((model / "manifest.json").read_text(encoding="utf-8"))
+    return {src["name"] for src in manifest.get("data", {}).get("sources", [])}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", nargs="+", type=Path,
@@ -34,6 +44,8 @@ def main() -> None:
     ap.add_argument("--normals", type=int, nargs="+", default=[0],
                     help="good parts per enrolment, one row each (e.g. 0 16)")
     ap.add_argument("--adapt", action="store_true", help="enrol with adaptation (torch)")
+    ap.add_argument("--training-free", action="store_true",
+                    help="add rows of the training-free matcher (detector kind match)")
     ap.add_argument("--datasets", nargs="+", default=["magtile", "neu-det"])
     ap.add_argument("--limit", type=int, default=None, help="first N test images only")
     args = ap.parse_args()
@@ -43,18 +55,24 @@ def main() -> None:
     import json
 
     rows = []
-    for model in args.models:
+    runs = [(m, "prompt") for m in args.models] + (
+        [(REPO / "engines", "match")] if args.training_free else [])
+    for model, kind in runs:
+        seen = trained_on(model) if kind == "prompt" else set()
+        name = model.name if kind == "prompt" else "training-free matcher"
         for normals in args.normals:
             res = {}
             for ds in args.datasets:
-                tag = (f"-n{normals}" if normals else "") + ("-adapt" if args.adapt else "")
-                out = REPO / "out" / f"eval-{ds}-{model.name}{tag}"
+                adapt = args.adapt and kind == "prompt"
+                tag = (f"-n{normals}" if normals else "") + ("-adapt" if adapt else "")
+                out = REPO / "out" / f"eval-{ds}-{model.name if kind == 'prompt' else 'match'}{tag}"
                 run_eval(EvalSettings(data=args.data / ds, model=model, shots=args.shots,
                                       seeds=args.seeds, threads=args.threads, out=out,
                                       normals=normals, limit=args.limit,
-                                      adapt="on" if args.adapt else "off"))
+                                      adapt="on" if adapt else "off", detector=kind))
                 res[ds] = json.loads((out / "report.json").read_text())
-            rows.append((model.name, normals, res))
+                res[ds]["_open"] = ds not in seen
+            rows.append((name, normals, res))
     print(f"\nk = {args.shots} prompts per class from distinct train images, mean over seeds "
           f"{args.seeds}; AP50 in %; adaptation {'on' if args.adapt else 'off'}; test images "
           f"{'first ' + str(args.limit) if args.limit else 'all'}; latency per test image "
@@ -66,14 +84,16 @@ def main() -> None:
     for name, normals, r in rows:
         vals = []
         for ds in args.datasets:
-            vals.append(pct(r[ds]["box_ap50_mean"]))
+            star = "*" if r[ds]["_open"] else ""
+            vals.append(pct(r[ds]["box_ap50_mean"]) + star)
             if ds == "magtile":
-                vals.append(pct(r[ds]["mask_ap50_mean"]))
+                vals.append(pct(r[ds]["mask_ap50_mean"]) + star)
         first = r[args.datasets[0]]
         enrol = max(r[ds]["enrol_s"]["max"] for ds in args.datasets)
         print(f"| {name} | {normals} | " + " | ".join(vals) +
               f" | {enrol:.1f} | {first['latency_ms']['p50']:.1f} ms |")
-    print("UniSpector (paper), MagTile: 63.3 box / 57.7 mask.")
+    print("\n`*`: the model never saw this dataset in training (open set; the training-free "
+          "matcher sees none).\nUniSpector (paper), MagTile: 63.3 box / 57.7 mask.")
 
 
 if __name__ == "__main__":

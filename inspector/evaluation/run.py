@@ -47,6 +47,8 @@ class EvalSettings:
     normals: int = 0  # defect-free train images given to enrolment as good parts
     adapt: str = "off"  # detector.params.adapt: off | auto | on
     adapt_steps: int | None = None  # None: the detector's default
+    detector: str = "prompt"  # "prompt" (trained heads of `model`) or "match" (training-free)
+    params: dict | None = None  # more detector.params (e.g. the match detector's)
 
 
 def draw_normals(train: dict, n: int, seed: int) -> list[dict]:
@@ -93,10 +95,29 @@ def load_split(folder: Path, split: str) -> dict:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-def run_eval(s: EvalSettings) -> str:
-    """Run the protocol; write the reports; return the Markdown report."""
+def _model_name(s: EvalSettings) -> str:
+    return s.model.name if s.detector == "prompt" else "training-free-match"
+
+
+def _detector(s: EvalSettings):
+    """The detector a recipe with these settings would build (not yet enrolled)."""
+    if s.detector == "match":
+        from inspector.detector.match import MatchDetector
+
+        return MatchDetector({"min_score": 0.0} | (s.params or {}))
+    if s.detector != "prompt":
+        raise ValueError(f"detector must be 'prompt' or 'match', got {s.detector!r}")
     from inspector.detector.prompt import PromptDetector
 
+    params = {"model": str(s.model), "backend": s.backend, "size": s.size,
+              "threads": s.threads, "min_score": s.min_score, "adapt": s.adapt}
+    if s.adapt_steps:
+        params["adapt_steps"] = s.adapt_steps
+    return PromptDetector(params | (s.params or {}))
+
+
+def run_eval(s: EvalSettings) -> str:
+    """Run the protocol; write the reports; return the Markdown report."""
     seeds = s.seeds or [0, 1, 2]
     train, test = load_split(s.data, "train"), load_split(s.data, "test")
     if s.limit:
@@ -105,11 +126,7 @@ def run_eval(s: EvalSettings) -> str:
         test["annotations"] = [a for a in test["annotations"] if a["image_id"] in keep]
     has_masks = any(a.get("segmentation") for a in test["annotations"])
     names = {c["id"]: c["name"] for c in test["categories"]}
-    params = {"model": str(s.model), "backend": s.backend, "size": s.size,
-              "threads": s.threads, "min_score": s.min_score, "adapt": s.adapt}
-    if s.adapt_steps:
-        params["adapt_steps"] = s.adapt_steps
-    det = PromptDetector(params)
+    det = _detector(s)
     # tokens of every test image, once
     tokens, encode_ms = {}, []
     for info in tqdm(test["images"], desc=f"encode {s.data.name} test", unit="img"):
@@ -148,7 +165,7 @@ def run_eval(s: EvalSettings) -> str:
         segm = coco_ap50(test, dets_segm, "segm") if has_masks else None
         splits.append(error_split(test, dets_box))
         per_seed.append({"seed": seed, "enrol_s": round(enrol_s, 2),
-                         "adapt": det.adapt_record, "errors": splits[-1],
+                         "adapt": getattr(det, "adapt_record", None), "errors": splits[-1],
                          "box_ap50": box["ap50"], "box_per_class": box["per_class"],
                          "mask_ap50": segm["ap50"] if segm else None,
                          "mask_per_class": segm["per_class"] if segm else None,
@@ -165,12 +182,14 @@ def run_eval(s: EvalSettings) -> str:
     defect_free = len({i["id"] for i in test["images"]}
                       - {a["image_id"] for a in test["annotations"]})
     result = {
-        "dataset": s.data.name, "model": s.model.name, "shots": s.shots, "seeds": seeds,
+        "dataset": s.data.name, "model": _model_name(s), "detector": s.detector,
+        "shots": s.shots, "seeds": seeds,
         "normals": s.normals, "adapt": s.adapt,
         "enrol_s": {"mean": float(np.mean([p["enrol_s"] for p in per_seed])),
                     "max": float(np.max([p["enrol_s"] for p in per_seed]))},
         "errors": add_splits(splits),
-        "backend": det.backend.name, "size": s.size, "threads": s.threads,
+        "backend": det.backend.name if s.detector == "prompt" else "onnxruntime",
+        "size": s.size if s.detector == "prompt" else None, "threads": s.threads,
         "model_sha256": det.model_sha256, "classes": classes,
         "test_images": len(test["images"]), "defect_free_test_images": defect_free,
         "box_ap50_mean": mean("box_ap50"),
@@ -183,7 +202,7 @@ def run_eval(s: EvalSettings) -> str:
                        "encode_p50": float(np.percentile(encode_ms, 50))},
     }
     tag = (f"-n{s.normals}" if s.normals else "") + ("" if s.adapt == "off" else "-adapt")
-    out = s.out or Path("out") / f"eval-{s.data.name}-{s.model.name}{tag}"
+    out = s.out or Path("out") / f"eval-{s.data.name}-{_model_name(s)}{tag}"
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.json").write_text(json.dumps(result, indent=1), encoding="utf-8")
     md = markdown(result)
