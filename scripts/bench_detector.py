@@ -2,7 +2,8 @@
 
 Enrols the demo recipe's prompts, then times detect() (resize, encoder graph, head graph,
 NMS and masks) on synthetic frames, for each thread count, side by side in one run with
-the texture detector as a reference. Prints a Markdown table (median and p99, ms).
+the texture detector as a reference, and the training-free prompt matcher (kind match,
+its enrolment time in its row). Prints a Markdown table (median and p99, ms).
 
     .venv/bin/python scripts/bench_detector.py [--frames 100] [--model engines/prompt-v1]
 """
@@ -17,6 +18,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from inspector.detector.match import MatchDetector
 from inspector.detector.prompt import PromptDetector
 from inspector.detector.texture import TextureDetector
 from inspector.recipe import load_normals, load_prompts, load_recipe
@@ -53,6 +55,13 @@ def main() -> None:
         ms, split = time_detector(det, frames, f"prompt, {threads} thread(s)")
         rows.append((f"prompt (ONNX Runtime, {threads} thread(s), input {det.params.size} px, "
                      f"{len(det.classes)} classes)", ms, split))
+    match = MatchDetector()
+    t0 = time.perf_counter()
+    match.enroll(prompts, normals)
+    enrol_s = time.perf_counter() - t0
+    ms, split = time_detector(match, frames, "match")
+    rows.append((f"match (training-free, {match.n_variants} template variants, enrolled "
+                 f"in {enrol_s:.1f} s)", ms, split))
     tex = TextureDetector(recipe.detector.params if recipe.detector.kind == "texture" else {})
     tex.enroll(prompts, normals)
     ms, _ = time_detector(tex, frames, "texture")

@@ -110,6 +110,7 @@ class MatchDetector(EncodedDetector):
         self._nn: NearestNeighbours | None = None
         self.last_timing: dict[str, float] = {}
         self.background = np.zeros(0, np.float32)  # per template variant (calibrate)
+        self._variants: list[tuple[np.ndarray, np.ndarray, str, str]] = []
 
     # -- enrolment ---------------------------------------------------------------
     def enroll(self, prompts: list[PromptExample], normals: list[np.ndarray],
@@ -350,6 +351,12 @@ class MatchDetector(EncodedDetector):
                                       mask=mask, area_px=float(mask.sum()), prompt_id=pid))
         dets.sort(key=lambda d: -d.score)
         return dets
+
+    @property
+    def n_variants(self) -> int:
+        """Template variants (examples x orientations x scales) correlated per frame: what
+        the matching time grows with."""
+        return len(self._variants)
 
     @property
     def model_sha256(self) -> str:
