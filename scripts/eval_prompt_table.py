@@ -16,6 +16,7 @@ prints one Markdown table.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from inspector.evaluation.report import pct
@@ -35,7 +36,7 @@ def trained_on(model: Path) -> set[str]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--models", nargs="+", type=Path,
+    ap.add_argument("--models", nargs="*", type=Path,
                     default=[REPO / "engines/prompt-v1", REPO / "engines/prompt-v1-no-magtile"])
     ap.add_argument("--data", type=Path, default=DATA)
     ap.add_argument("--shots", type=int, default=4)
@@ -66,10 +67,16 @@ def main() -> None:
                 adapt = args.adapt and kind == "prompt"
                 tag = (f"-n{normals}" if normals else "") + ("-adapt" if adapt else "")
                 out = REPO / "out" / f"eval-{ds}-{model.name if kind == 'prompt' else 'match'}{tag}"
-                run_eval(EvalSettings(data=args.data / ds, model=model, shots=args.shots,
-                                      seeds=args.seeds, threads=args.threads, out=out,
-                                      normals=normals, limit=args.limit,
-                                      adapt="on" if adapt else "off", detector=kind))
+                try:
+                    run_eval(EvalSettings(data=args.data / ds, model=model, shots=args.shots,
+                                          seeds=args.seeds, threads=args.threads, out=out,
+                                          normals=normals, limit=args.limit,
+                                          adapt="on" if adapt else "off", detector=kind))
+                except ValueError as exc:  # e.g. NEU-DET: no defect-free image to draw
+                    print(f"{ds}, {name}, {normals} good parts: not run: {exc}",
+                          file=sys.stderr)
+                    res[ds] = None
+                    continue
                 res[ds] = json.loads((out / "report.json").read_text())
                 res[ds]["_open"] = ds not in seen
             rows.append((name, normals, res))
@@ -84,14 +91,23 @@ def main() -> None:
     for name, normals, r in rows:
         vals = []
         for ds in args.datasets:
+            if r[ds] is None:
+                vals += ["n/a"] * (2 if ds == "magtile" else 1)
+                continue
             star = "*" if r[ds]["_open"] else ""
             vals.append(pct(r[ds]["box_ap50_mean"]) + star)
             if ds == "magtile":
                 vals.append(pct(r[ds]["mask_ap50_mean"]) + star)
-        first = r[args.datasets[0]]
-        enrol = max(r[ds]["enrol_s"]["max"] for ds in args.datasets)
+        done = [r[ds] for ds in args.datasets if r[ds] is not None]
+        if not done:
+            continue
+        first = done[0]
+        enrol = max(d["enrol_s"]["max"] for d in done)
         print(f"| {name} | {normals} | " + " | ".join(vals) +
               f" | {enrol:.1f} | {first['latency_ms']['p50']:.1f} ms |")
+    if any(r[ds] is None for _, _, r in rows for ds in args.datasets):
+        print("\nn/a: not run (the dataset's train split has no defect-free image to draw "
+              "good parts from: NEU-DET).")
     print("\n`*`: the model never saw this dataset in training (open set; the training-free "
           "matcher sees none).\nUniSpector (paper), MagTile: 63.3 box / 57.7 mask.")
 
