@@ -148,3 +148,28 @@ def test_run_eval_end_to_end_on_a_tiny_synthetic_dataset(tmp_path: Path, tmp_pat
     assert all(len(v) <= 2 for s in r["per_seed"] for v in s["prompts"].values())
     assert (out / "pr_curves.png").is_file() and "box AP50" in md
     assert r["latency_ms"]["p99"] >= r["latency_ms"]["p50"] > 0
+
+
+def test_run_eval_measures_the_training_free_matcher(tmp_path: Path):
+    """`--detector match`: the same protocol, no model folder, the matcher's own report."""
+    from inspector.evaluation.run import EvalSettings, run_eval
+    from inspector.synthetic import iter_parts, save_coco
+
+    data, size = tmp_path / "tiny", 128
+    train = list(iter_parts(4, 21, size, size, defect_rate=1.0))
+    test = list(iter_parts(6, 22, size, size, defect_rate=0.7))
+    save_coco(data, train, "annotations_train.json", names=[f"tr{i}.png" for i in range(4)])
+    save_coco(data, test, "annotations_test.json", names=[f"te{i}.png" for i in range(6)])
+    out = tmp_path / "report"
+    run_eval(EvalSettings(data=data, model=tmp_path / "no-model", shots=2, seeds=[0],
+                          out=out, threads=1, detector="match",
+                          params={"scales": [1.0]}))
+    r = json.loads((out / "report.json").read_text())
+    assert r["detector"] == "match" and r["model"] == "training-free-match"
+    assert 0.0 <= r["box_ap50_mean"] <= 1.0 and r["enrol_s"]["max"] > 0
+    n_defects = sum(len(truths) for _, truths in test)
+    assert sum(sum(v.values()) for v in r["errors"].values()) == n_defects, \
+        "every test defect is accounted for once: found, below a clean FP, misclassified or missed"
+    with pytest.raises(ValueError, match="detector.params.scales"):
+        run_eval(EvalSettings(data=data, model=tmp_path, seeds=[0], out=out,
+                              detector="match", params={"scales": []}))
