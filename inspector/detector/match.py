@@ -126,10 +126,11 @@ class MatchDetector(EncodedDetector):
             img = _mono(group[0].image)
             boxes = [ex.bbox for ex in group]
             surfaces.append((img, boxes))
-            grid = self.extractor.grid(img)
-            f = self.extractor.scale(img.shape)
-            scaled = [tuple(v * f for v in b) for b in boxes]
-            good.append(grid[~box_tokens(grid.shape[:2], scaled, p.margin_tokens)])
+            if p.anomaly_power > 0:  # the token cue: this image's tokens off the boxes
+                grid = self.extractor.grid(img)
+                f = self.extractor.scale(img.shape)
+                scaled = [tuple(v * f for v in b) for b in boxes]
+                good.append(grid[~box_tokens(grid.shape[:2], scaled, p.margin_tokens)])
             for ex in group:
                 crop = self._crop(img, ex.bbox, ex.mask)
                 if crop is None:
@@ -147,15 +148,16 @@ class MatchDetector(EncodedDetector):
         if not templates:
             raise ValueError("match detector: no usable prompt example (boxes of at least "
                              "3 x 3 pixels with some contrast are needed)")
-        bank, self.ref = np.zeros((0, p.features.dim), np.float32), 1.0
+        bank, ref = np.zeros((0, p.features.dim), np.float32), 1.0
         if p.anomaly_power > 0:
             if not good:
                 raise ValueError("match detector: no defect-free tokens (the prompt boxes "
                                  "cover their images and the recipe has no good parts)")
-            self.ref = self._reference(good)
+            ref = self._reference(good)
             bank = np.concatenate(good)
             if len(bank) > p.max_bank:
                 bank = bank[greedy_coreset(bank, p.max_bank, 32, p.seed, progress)]
+        self.ref = ref
         self._set(templates, masks, t_cls, t_ids, np.ascontiguousarray(bank, np.float32))
         self.background = (self._background(surfaces, progress) if p.calibrate
                            else np.zeros(len(self._variants), np.float32))
