@@ -166,7 +166,7 @@ def test_run_eval_measures_the_training_free_matcher(tmp_path: Path):
                           params={"scales": [1.0]}))
     r = json.loads((out / "report.json").read_text())
     assert r["detector"] == "match" and r["model"] == "training-free-match"
-    assert 0.0 <= r["box_ap50_mean"] <= 1.0 and r["enrol_s"]["max"] > 0
+    assert 0.0 <= r["box_ap50_mean"] <= 1.0 and r["enrol_s"]["max"] >= 0
     n_defects = sum(len(truths) for _, truths in test)
     assert sum(sum(v.values()) for v in r["errors"].values()) == n_defects, \
         "every test defect is accounted for once: found, below a clean FP, misclassified or missed"

@@ -18,6 +18,23 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
+from pydantic import ValidationError
+
+from inspector.sources.base import StrictModel
+
+
+class DetectorParams(StrictModel):
+    """A detector's `detector.params`: unknown keys are errors, and `parse` names the
+    first bad field as `detector.params.<field>` for the recipe's error message."""
+
+    @classmethod
+    def parse(cls, params: dict | None):
+        try:
+            return cls.model_validate(params or {})
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            where = ".".join(str(p) for p in err["loc"])
+            raise ValueError(f"detector.params.{where}: {err['msg']}") from None
 
 
 @dataclass

@@ -29,12 +29,16 @@ from typing import Annotated, Literal
 
 import cv2
 import numpy as np
-from pydantic import Field, ValidationError
+from pydantic import Field
 from tqdm import tqdm
 
-from inspector.detector.base import Detection, EncodedDetector, PromptExample
+from inspector.detector.base import (
+    Detection,
+    DetectorParams,
+    EncodedDetector,
+    PromptExample,
+)
 from inspector.detector.prompt import nms
-from inspector.sources.base import StrictModel
 from inspector.unknown.anomaly import anomaly_map, to_score
 from inspector.unknown.bank import NearestNeighbours, greedy_coreset
 from inspector.unknown.features import STRIDE, FeatureParams, TokenExtractor
@@ -42,7 +46,7 @@ from inspector.unknown.features import STRIDE, FeatureParams, TokenExtractor
 VERSION = "match/2"
 
 
-class MatchParams(StrictModel):
+class MatchParams(DetectorParams):
     """`detector.params` of a recipe with `detector.kind: match` (all optional)."""
 
     features: FeatureParams = Field(default_factory=FeatureParams)
@@ -64,15 +68,6 @@ class MatchParams(StrictModel):
     ref_quantile: Annotated[float, Field(gt=0.5, lt=1)] = 0.99
     max_template_side: Annotated[int, Field(ge=8, le=4096)] = 512
     seed: int = 0
-
-    @classmethod
-    def parse(cls, params: dict | None) -> MatchParams:
-        try:
-            return cls.model_validate(params or {})
-        except ValidationError as exc:
-            err = exc.errors()[0]
-            where = ".".join(str(p) for p in err["loc"])
-            raise ValueError(f"detector.params.{where}: {err['msg']}") from None
 
 
 def _mono(image: np.ndarray) -> np.ndarray:

@@ -26,12 +26,17 @@ from typing import Annotated, Literal
 
 import cv2
 import numpy as np
-from pydantic import Field, ValidationError
+from pydantic import Field
 
 from inspector.assets import model_path
 from inspector.backends import open_backend
 from inspector.backends.base import GRAPHS, graph_paths, write_pinned_manifest
-from inspector.detector.base import Detection, EncodedDetector, PromptExample
+from inspector.detector.base import (
+    Detection,
+    DetectorParams,
+    EncodedDetector,
+    PromptExample,
+)
 from inspector.detector.prompt_inputs import (
     prompt_spectrum,
     resize_mask,
@@ -40,14 +45,13 @@ from inspector.detector.prompt_inputs import (
     to_input,
     token_weights,
 )
-from inspector.sources.base import StrictModel
 
 log = logging.getLogger(__name__)
 DEFAULT_MODEL = "engines/prompt-v1"
 VERSION = "prompt/2"  # /2: enrolled state names each prompt's class
 
 
-class PromptParams(StrictModel):
+class PromptParams(DetectorParams):
     """`detector.params` of a recipe with `detector.kind: prompt`."""
 
     model: str = DEFAULT_MODEL  # model folder: absolute, from the working dir, else models_dir
@@ -65,15 +69,6 @@ class PromptParams(StrictModel):
     adapt_steps: Annotated[int, Field(ge=1, le=5000)] = 150
     adapt_seed: int = 0
     adapt_threads: Annotated[int, Field(ge=1, le=64)] = 2
-
-    @classmethod
-    def parse(cls, params: dict) -> PromptParams:
-        try:
-            return cls.model_validate(params or {})
-        except ValidationError as exc:
-            err = exc.errors()[0]
-            where = ".".join(str(p) for p in err["loc"])
-            raise ValueError(f"detector.params.{where}: {err['msg']}") from None
 
 
 def resolve_model(model: str) -> Path:
