@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "engines" / "prompt-v1"
+DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "engines" / "prompt-v2"
 SYNTHETIC_SEED = 20260  # disjoint from the demo recipe (1000, 1001) and eval_synthetic (7)
 
 

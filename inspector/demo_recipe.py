@@ -35,7 +35,7 @@ rev: 3                     # 3: label in the own font (same pixels under every O
 product: Synthetic demo plate 4711-0815
 mm_per_px: 0.05            # 512 px = 25.6 mm field of view
 detector:                  # no `kind`: the prompt bank has examples, so the visual-prompt
-  params: {}               # detector (engines/prompt-v1, ONNX Runtime); `kind: texture`
+  params: {}               # detector (engines/prompt-v2, ONNX Runtime); `kind: texture`
                            # selects the training-free texture detector instead
 classes:                   # any defect of a class makes the part NG (max_count 0);
                            # threshold 0.25: no good part of 105 rejected, 97 % of the

@@ -5,7 +5,7 @@ NMS and masks) on synthetic frames, for each thread count, side by side in one r
 the texture detector as a reference, and the training-free prompt matcher (kind match,
 its enrolment time in its row). Prints a Markdown table (median and p99, ms).
 
-    .venv/bin/python scripts/bench_detector.py [--frames 100] [--model engines/prompt-v1]
+    .venv/bin/python scripts/bench_detector.py [--frames 100] [--model engines/prompt-v2]
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def time_detector(det, frames: list[np.ndarray], desc: str) -> tuple[np.ndarray,
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--frames", type=int, default=100)
-    ap.add_argument("--model", default="engines/prompt-v1")
+    ap.add_argument("--model", default="engines/prompt-v2")
     ap.add_argument("--recipe", type=Path, default=Path("recipes/demo"))
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     args = ap.parse_args()

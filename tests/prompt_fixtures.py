@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SHIPPED = REPO / "engines" / "prompt-v1"
+SHIPPED = REPO / "engines" / "prompt-v2"
 DATA = REPO.parent / "shared" / "data"
 SIZE = 160  # small input side (a multiple of 16) to keep tests fast
 
@@ -55,6 +55,6 @@ def runtime_model(tmp_path_factory) -> tuple[Path, int]:
         import torch  # noqa: F401
     except ImportError:
         if not (SHIPPED / "head.onnx").is_file():
-            pytest.skip("neither torch (to export a test model) nor engines/prompt-v1")
+            pytest.skip("neither torch (to export a test model) nor engines/prompt-v2")
         return SHIPPED, 320
     return tiny_model(tmp_path_factory), SIZE

@@ -47,7 +47,7 @@ from inspector.detector.prompt_inputs import (
 )
 
 log = logging.getLogger(__name__)
-DEFAULT_MODEL = "engines/prompt-v1"
+DEFAULT_MODEL = "engines/prompt-v2"
 VERSION = "prompt/2"  # /2: enrolled state names each prompt's class
 
 
