@@ -16,6 +16,7 @@ prints one Markdown table.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -28,8 +29,6 @@ DATA = REPO.parent / "shared" / "data"
 
 def trained_on(model: Path) -> set[str]:
     """Dataset names the model's manifest lists as training sources."""
-    import json
-
     manifest = json.loads((model / "manifest.json").read_text(encoding="utf-8"))
     return {src["name"] for src in manifest.get("data", {}).get("sources", [])}
 
@@ -53,8 +52,6 @@ def main() -> None:
     for ds in args.datasets:
         if not (args.data / ds).is_dir():
             raise SystemExit(f"{args.data}: no {ds} dataset (../shared/data is needed)")
-    import json
-
     rows = []
     runs = [(m, "prompt") for m in args.models] + (
         [(REPO / "engines", "match")] if args.training_free else [])

@@ -126,19 +126,28 @@ def test_report_markdown_and_pr_png(tmp_path: Path):
     json.dumps(result)
 
 
+def _tiny_dataset(data: Path, size: int, n_test: int) -> list:
+    """A COCO-layout dataset of 4 defective train parts and `n_test` test parts (70 %
+    defective); returns the test samples."""
+    from inspector.synthetic import iter_parts, save_coco
+
+    train = list(iter_parts(4, 21, size, size, defect_rate=1.0))
+    test = list(iter_parts(n_test, 22, size, size, defect_rate=0.7))
+    save_coco(data, train, "annotations_train.json", names=[f"tr{i}.png" for i in range(4)])
+    save_coco(data, test, "annotations_test.json",
+              names=[f"te{i}.png" for i in range(n_test)])
+    return test
+
+
 def test_run_eval_end_to_end_on_a_tiny_synthetic_dataset(tmp_path: Path, tmp_path_factory):
     """The whole protocol on a 4 + 3 image synthetic COCO dataset, with a test model."""
     from prompt_fixtures import runtime_model
 
     from inspector.evaluation.run import EvalSettings, run_eval
-    from inspector.synthetic import iter_parts, save_coco
 
     folder, size = runtime_model(tmp_path_factory)
     data = tmp_path / "tiny"
-    train = list(iter_parts(4, 21, size, size, defect_rate=1.0))
-    test = list(iter_parts(3, 22, size, size, defect_rate=0.7))
-    save_coco(data, train, "annotations_train.json", names=[f"tr{i}.png" for i in range(4)])
-    save_coco(data, test, "annotations_test.json", names=[f"te{i}.png" for i in range(3)])
+    _tiny_dataset(data, size, n_test=3)
     out = tmp_path / "report"
     md = run_eval(EvalSettings(data=data, model=folder, shots=2, seeds=[0, 1], size=size,
                                out=out, threads=1))
@@ -153,13 +162,9 @@ def test_run_eval_end_to_end_on_a_tiny_synthetic_dataset(tmp_path: Path, tmp_pat
 def test_run_eval_measures_the_training_free_matcher(tmp_path: Path):
     """`--detector match`: the same protocol, no model folder, the matcher's own report."""
     from inspector.evaluation.run import EvalSettings, run_eval
-    from inspector.synthetic import iter_parts, save_coco
 
-    data, size = tmp_path / "tiny", 128
-    train = list(iter_parts(4, 21, size, size, defect_rate=1.0))
-    test = list(iter_parts(6, 22, size, size, defect_rate=0.7))
-    save_coco(data, train, "annotations_train.json", names=[f"tr{i}.png" for i in range(4)])
-    save_coco(data, test, "annotations_test.json", names=[f"te{i}.png" for i in range(6)])
+    data = tmp_path / "tiny"
+    test = _tiny_dataset(data, 128, n_test=6)
     out = tmp_path / "report"
     run_eval(EvalSettings(data=data, model=tmp_path / "no-model", shots=2, seeds=[0],
                           out=out, threads=1, detector="match",

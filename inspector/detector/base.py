@@ -17,10 +17,18 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import ClassVar
 
+import cv2
 import numpy as np
 from pydantic import ValidationError
 
 from inspector.sources.base import StrictModel
+
+
+def mono(image: np.ndarray) -> np.ndarray:
+    """Colour frames are judged on luminance; the detectors are mono."""
+    if image.ndim == 3:
+        return cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+    return image
 
 
 class DetectorParams(StrictModel):

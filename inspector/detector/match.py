@@ -37,6 +37,7 @@ from inspector.detector.base import (
     DetectorParams,
     EncodedDetector,
     PromptExample,
+    mono,
 )
 from inspector.detector.prompt import nms
 from inspector.unknown.anomaly import anomaly_map, to_score
@@ -70,12 +71,6 @@ class MatchParams(DetectorParams):
     seed: int = 0
 
 
-def _mono(image: np.ndarray) -> np.ndarray:
-    if image.ndim == 3:
-        image = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
-    return image
-
-
 def box_tokens(shape: tuple[int, int], boxes: list[tuple[float, ...]], margin: int
                ) -> np.ndarray:
     """Bool (h, w) token grid: tokens that overlap any box grown by `margin` tokens."""
@@ -87,6 +82,15 @@ def box_tokens(shape: tuple[int, int], boxes: list[tuple[float, ...]], margin: i
         y1 = int(np.ceil((y + bh) / STRIDE)) + margin
         m[max(0, y0):max(0, y1), max(0, x0):max(0, x1)] = True
     return m
+
+
+def correlate(frame: np.ndarray, t: np.ndarray) -> np.ndarray | None:
+    """TM_CCOEFF_NORMED map of template `t` (clipped to the frame) over a float32 frame;
+    None when the (clipped) template is flat and so correlates with nothing."""
+    tt = t[:frame.shape[0], :frame.shape[1]]
+    if float(tt.std()) < 1e-3:
+        return None
+    return np.nan_to_num(cv2.matchTemplate(frame, tt, cv2.TM_CCOEFF_NORMED), nan=-1.0)
 
 
 class MatchDetector(EncodedDetector):
@@ -118,7 +122,7 @@ class MatchDetector(EncodedDetector):
         for ex in prompts:
             by_image.setdefault(id(ex.image), []).append(ex)
         for group in tqdm(by_image.values(), "match: prompt images", disable=not progress):
-            img = _mono(group[0].image)
+            img = mono(group[0].image)
             boxes = [ex.bbox for ex in group]
             surfaces.append((img, boxes))
             if p.anomaly_power > 0:  # the token cue: this image's tokens off the boxes
@@ -135,9 +139,10 @@ class MatchDetector(EncodedDetector):
                 t_cls.append(ex.cls)
                 t_ids.append(ex.prompt_id)
         for im in tqdm(normals, "match: good parts", disable=not progress):
-            surfaces.append((_mono(im), []))
+            im = mono(im)
+            surfaces.append((im, []))
             if p.anomaly_power > 0:
-                g = self.extractor.grid(_mono(im))
+                g = self.extractor.grid(im)
                 good.append(g.reshape(-1, g.shape[-1]))
         good = [g for g in good if len(g)]
         if not templates:
@@ -167,14 +172,11 @@ class MatchDetector(EncodedDetector):
         for img, boxes in tqdm(surfaces, "match: calibrate on good surface",
                                disable=not progress):
             frame = img.astype(np.float32)
-            H, W = frame.shape
             for k, (t, _, _, _) in enumerate(self._variants):
-                th, tw = min(t.shape[0], H), min(t.shape[1], W)
-                tt = t[:th, :tw]
-                if float(tt.std()) < 1e-3:
+                ncc = correlate(frame, t)
+                if ncc is None:
                     continue
-                ncc = np.nan_to_num(cv2.matchTemplate(frame, tt, cv2.TM_CCOEFF_NORMED),
-                                    nan=-1.0)
+                th, tw = min(t.shape[0], frame.shape[0]), min(t.shape[1], frame.shape[1])
                 ok = np.ones(ncc.shape, bool)
                 for x, y, bw, bh in boxes:  # windows that overlap a prompt box
                     x0, y0 = max(0, int(x - m - tw + 1)), max(0, int(y - m - th + 1))
@@ -294,7 +296,7 @@ class MatchDetector(EncodedDetector):
         """The frame (mono) and its token grid (None when the anomaly cue is off):
         neither depends on the enrolment, so evaluation encodes each test image once for
         all prompt seeds."""
-        img = _mono(image)
+        img = mono(image)
         return img, self.extractor.grid(img) if self.params.anomaly_power > 0 else None
 
     def anomaly(self, img: np.ndarray, grid: np.ndarray) -> np.ndarray:
@@ -305,24 +307,20 @@ class MatchDetector(EncodedDetector):
         return anomaly_map(d, img.shape, self.extractor.scale(img.shape),
                            self.params.blur_sigma)
 
-    def detect_tokens(self, encoded: tuple[np.ndarray, np.ndarray], hw: tuple[int, int]
-                      ) -> list[Detection]:
-        """Detections of a frame `encode` returned (`hw`: its shape, for symmetry with
-        the prompt detector)."""
-        img, grid = encoded
-        return self.detect_encoded(img, None if grid is None else self.anomaly(img, grid))
-
-    def detect_encoded(self, img: np.ndarray, amap: np.ndarray | None) -> list[Detection]:
+    def detect_tokens(self, encoded: tuple[np.ndarray, np.ndarray | None],
+                      hw: tuple[int, int]) -> list[Detection]:
+        """Detections of a frame `encode` returned (`hw`: its shape, unused here)."""
         p = self.params
-        H, W = img.shape[:2]
+        img, grid = encoded
+        amap = None if grid is None else self.anomaly(img, grid)
         frame = img.astype(np.float32)
         found: dict[str, list[tuple[float, tuple[int, int, int, int], str]]] = {}
         for (t, tm, cls, pid), bg in zip(self._variants, self.background.tolist(), strict=True):
-            th, tw = min(t.shape[0], H), min(t.shape[1], W)
-            tt, mm = t[:th, :tw], tm[:th, :tw]
-            if float(tt.std()) < 1e-3:
+            ncc = correlate(frame, t)
+            if ncc is None:
                 continue
-            ncc = np.nan_to_num(cv2.matchTemplate(frame, tt, cv2.TM_CCOEFF_NORMED), nan=-1.0)
+            th, tw = min(t.shape[0], frame.shape[0]), min(t.shape[1], frame.shape[1])
+            mm = tm[:th, :tw]
             k = max(3, (min(th, tw) // 2) | 1)
             peak = (ncc >= cv2.dilate(ncc, np.ones((k, k), np.uint8))) & (ncc > p.min_ncc)
             ys, xs = np.nonzero(peak)

@@ -28,7 +28,7 @@ import numpy as np
 from pydantic import Field, ValidationError
 from tqdm import tqdm
 
-from inspector.detector.base import Detection, Detector, PromptExample
+from inspector.detector.base import Detection, Detector, PromptExample, mono
 from inspector.detector.features import (
     FEATURE_NAMES,
     Aligner,
@@ -85,13 +85,6 @@ class TextureParams(StrictModel):
         return p
 
 
-def _mono(image: np.ndarray) -> np.ndarray:
-    """Colour frames are judged on luminance; the model is mono."""
-    if image.ndim == 3:
-        return cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
-    return image
-
-
 class TextureDetector(Detector):
     """Band-pass good-part model + nearest-prototype classifier on region descriptors."""
 
@@ -118,7 +111,7 @@ class TextureDetector(Detector):
         if len(normals) < p.min_normals:
             raise ValueError(f"texture detector needs >= {p.min_normals} good-part images, "
                              f"got {len(normals)}")
-        normals = [_mono(im) for im in normals]
+        normals = [mono(im) for im in normals]
         shape = normals[0].shape
         for i, im in enumerate(normals):
             if im.shape != shape:
@@ -209,7 +202,7 @@ class TextureDetector(Detector):
         """Register, z-score and cut into regions; all in registered coordinates."""
         if self.shape is None:
             raise RuntimeError("texture detector used before enroll()")
-        image = _mono(image)
+        image = mono(image)
         if image.shape != self.shape:
             raise ValueError(f"image {image.shape} does not match the enrolled {self.shape}")
         f_al, shift = self.aligner.align(normalise(image))

@@ -101,19 +101,17 @@ def _model_name(s: EvalSettings) -> str:
 
 def _detector(s: EvalSettings):
     """The detector a recipe with these settings would build (not yet enrolled)."""
+    from inspector.detector import build_detector
+    from inspector.recipe import DetectorSettings
+
     if s.detector == "match":
-        from inspector.detector.match import MatchDetector
-
-        return MatchDetector({"min_score": 0.0} | (s.params or {}))
-    if s.detector != "prompt":
-        raise ValueError(f"detector must be 'prompt' or 'match', got {s.detector!r}")
-    from inspector.detector.prompt import PromptDetector
-
-    params = {"model": str(s.model), "backend": s.backend, "size": s.size,
-              "threads": s.threads, "min_score": s.min_score, "adapt": s.adapt}
-    if s.adapt_steps:
-        params["adapt_steps"] = s.adapt_steps
-    return PromptDetector(params | (s.params or {}))
+        params = {"min_score": 0.0}
+    else:
+        params = {"model": str(s.model), "backend": s.backend, "size": s.size,
+                  "threads": s.threads, "min_score": s.min_score, "adapt": s.adapt}
+        if s.adapt_steps:
+            params["adapt_steps"] = s.adapt_steps
+    return build_detector(DetectorSettings(kind=s.detector, params=params | (s.params or {})))
 
 
 def run_eval(s: EvalSettings) -> str:
