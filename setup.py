@@ -4,7 +4,7 @@ The models (`engines/`), the demo recipe and the demo calibration live at the ch
 root, where developers edit them; a wheel must carry them so that an installed Inspector
 (a plain `pip install`, the service installer's venv) runs the demo and loads its models
 from any folder. An editable install reads them from the checkout instead
-(inspector.assets). Everything else is in setup.cfg.
+(inspector.core.assets). Everything else is in setup.cfg.
 """
 
 from __future__ import annotations

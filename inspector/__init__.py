@@ -1,8 +1,9 @@
 """Inspector: edge inspection service for factory lines.
 
-Data flow (one module or subpackage per stage): sources -> framepool -> preprocess
--> detector -> decision -> results -> sinks (jsonl, console, mqtt outbox), driven by
-pipeline and wired by service. See README.md and DESIGN.md for the contracts.
+Data flow, one package per stage: acquisition -> core.frames (pool) -> preprocess ->
+inference -> decision -> outputs (sinks, MQTT outbox, archive), driven by runtime.pipeline
+and wired by runtime.service; config and core underneath, cli on top. docs/DESIGN.md has
+the module map, the layers (checked by lint-imports) and the contracts.
 """
 
 __version__ = "0.1.0"

@@ -35,10 +35,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from inspector.calibration.apply import Corrector  # noqa: E402
 from inspector.calibration.flatfield import FlatField  # noqa: E402
 from inspector.calibration.render import CameraModel  # noqa: E402
-from inspector.preprocess import preprocess  # noqa: E402
+from inspector.preprocess.corrector import Corrector  # noqa: E402
+from inspector.preprocess.frame import preprocess  # noqa: E402
 
 
 def timed(fn: Callable[[], object], reps: int, warmup: int = 3) -> tuple[float, float]:

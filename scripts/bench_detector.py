@@ -18,11 +18,11 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from inspector.detector.match import MatchDetector
-from inspector.detector.prompt import PromptDetector
-from inspector.detector.texture import TextureDetector
-from inspector.recipe import load_normals, load_prompts, load_recipe
-from inspector.synthetic import iter_parts
+from inspector.acquisition.synthetic_parts import iter_parts
+from inspector.inference.detectors.match import MatchDetector
+from inspector.inference.detectors.prompt import PromptDetector
+from inspector.inference.detectors.texture import TextureDetector
+from inspector.recipes.recipe import load_normals, load_prompts, load_recipe
 
 
 def time_detector(det, frames: list[np.ndarray], desc: str) -> tuple[np.ndarray, dict]:

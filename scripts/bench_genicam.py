@@ -26,10 +26,10 @@ from pathlib import Path
 
 import genicam
 
-from inspector.bench_measure import proc_status_mb
-from inspector.frames import FramePool
-from inspector.sources.genicam import GenicamSource
-from inspector.sources.settings import GenicamSourceConfig
+from inspector.acquisition.genicam import GenicamSource
+from inspector.bench.measure import proc_status_mb
+from inspector.config.sources import GenicamSourceConfig
+from inspector.core.frames import FramePool
 
 
 def rss_mib() -> float:

@@ -26,14 +26,13 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "tests")]
+sys.path[:0] = [str(REPO)]  # the broker helper of the tests: tests.helpers.mosquitto
 
-from mosquitto import Broker  # noqa: E402
-from mqtt_fixtures import LINE, SITE, STATION, make_result  # noqa: E402
-
-from inspector.mqtt.outbox import MemoryOutbox  # noqa: E402
-from inspector.mqtt.settings import MqttConfig  # noqa: E402
-from inspector.mqtt.sink import MqttSink  # noqa: E402
+from inspector.config.mqtt import MqttConfig  # noqa: E402
+from inspector.outputs.mqtt.outbox import MemoryOutbox  # noqa: E402
+from inspector.outputs.mqtt.sink import MqttSink  # noqa: E402
+from tests.helpers.mosquitto import Broker  # noqa: E402
+from tests.helpers.mqtt_fixtures import LINE, SITE, STATION, make_result  # noqa: E402
 
 
 class Acks:

@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def run_point(out: Path, cameras: int, size: int, args: argparse.Namespace) -> dict:
     folder = out / f"cam{cameras}-{size}"
-    cmd = [sys.executable, "-m", "inspector.cli", "--log-level", "WARNING", "bench",
+    cmd = [sys.executable, "-m", "inspector.cli.main", "--log-level", "WARNING", "bench",
            "--cameras", str(cameras), "--size", str(size), "--seconds", str(args.seconds),
            "--warmup", str(args.warmup), "--out", str(folder), "--quiet"]
     if args.rate:
@@ -42,7 +42,7 @@ def recipe_for(out: Path, size: int) -> Path:
         print(f"-- rendering the demo recipe at {size} px", file=sys.stderr, flush=True)
         subprocess.run([sys.executable, str(REPO / "scripts" / "make_demo_recipe.py"),
                         "--out", str(folder), "--size", str(size)], check=True)
-    subprocess.run([sys.executable, "-m", "inspector.cli", "--log-level", "WARNING",
+    subprocess.run([sys.executable, "-m", "inspector.cli.main", "--log-level", "WARNING",
                     "recipe", "enroll", str(folder)], check=True)  # a cache hit when done
     return folder
 

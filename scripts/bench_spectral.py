@@ -29,9 +29,9 @@ import scipy.fft
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from inspector.spectral import grid_boxes, radial_profiles, radial_profiles_reference  # noqa: E402
-from inspector.spectral.cpu import workers  # noqa: E402
-from inspector.spectral.reference import extract_patches  # noqa: E402
+from inspector.inference.spectral import grid_boxes, radial_profiles, radial_profiles_reference  # noqa: E402
+from inspector.inference.spectral.cpu import workers  # noqa: E402
+from inspector.inference.spectral.reference import extract_patches  # noqa: E402
 
 TARGET_FFT = 1.3
 TARGET_REF = 3.0
@@ -102,7 +102,7 @@ def bench(repeats: int) -> list[str]:
 
 def simulator_section() -> list[str]:
     """The simulated kernel against the reference (child process, NUMBA_ENABLE_CUDASIM=1)."""
-    from inspector.spectral.simcheck import run_in_simulator
+    from inspector.inference.spectral.simcheck import run_in_simulator
 
     rep = run_in_simulator()
     lines = ["| simulator case | RoIs | max abs err | max dc err |", "|---|---:|---:|---:|"]
@@ -117,7 +117,7 @@ def simulator_section() -> list[str]:
 
 def ptx_section() -> list[str]:
     """Every (S, dtype, arch) compiled to PTX in memory (scripts/compile_ptx.py writes them)."""
-    from inspector.spectral.cuda_kernel import compile_all_ptx
+    from inspector.inference.spectral.cuda_kernel import compile_all_ptx
 
     lines = ["| S | frame dtype | arch | .target | PTX ISA | shared bytes | f64 instr |",
              "|---:|---|---|---|---|---:|---:|"]

@@ -41,13 +41,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO)]
 
-from inspector import recipe_cache  # noqa: E402
-from inspector.config import load_config  # noqa: E402
-from inspector.control import call  # noqa: E402
-from inspector.recipe import load_recipe  # noqa: E402
-from inspector.recipe_cache import CACHE_DIR  # noqa: E402
-from inspector.service import Service, control_path, load_active  # noqa: E402
-from inspector.synthetic import (  # noqa: E402
+from inspector.acquisition.synthetic_parts import (  # noqa: E402
     DEFECT_KINDS,
     frame_rng,
     good_part,
@@ -55,6 +49,12 @@ from inspector.synthetic import (  # noqa: E402
     save_coco,
     write_png,
 )
+from inspector.config.station import load_config  # noqa: E402
+from inspector.recipes import cache as recipe_cache  # noqa: E402
+from inspector.recipes.cache import CACHE_DIR  # noqa: E402
+from inspector.recipes.recipe import load_recipe  # noqa: E402
+from inspector.runtime.control import call  # noqa: E402
+from inspector.runtime.service import Service, control_path, load_active  # noqa: E402
 
 GROUPS = 4  # classes per defect kind: 5 kinds x 4 = 20 classes
 SETTLE_S = 1.0  # drops are counted from a switch request until this long after its ack

@@ -25,9 +25,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from inspector.synthetic import frame_rng, good_part  # noqa: E402
-from inspector.unknown.bank import NearestNeighbours, greedy_coreset  # noqa: E402
-from inspector.unknown.features import TokenExtractor  # noqa: E402
+from inspector.acquisition.synthetic_parts import frame_rng, good_part  # noqa: E402
+from inspector.inference.unknown.bank import NearestNeighbours, greedy_coreset  # noqa: E402
+from inspector.inference.unknown.features import TokenExtractor  # noqa: E402
 
 SEED = 8080
 
@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         candidates.append(("sklearn brute", "exact", lambda: SklearnNN(bank, "brute")))
     except ImportError:
         pass
-    from inspector.spectral import cuda_available
+    from inspector.inference.spectral import cuda_available
 
     built, skipped = [], []
     for name, kind, make in candidates:

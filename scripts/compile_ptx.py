@@ -16,7 +16,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from inspector.spectral.cuda_kernel import compile_all_ptx  # noqa: E402
+from inspector.inference.spectral.cuda_kernel import compile_all_ptx  # noqa: E402
 
 SHARED_LIMIT = 48 * 1024  # static shared memory per block without opt-in
 

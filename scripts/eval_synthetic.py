@@ -24,9 +24,9 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from inspector.detector import build_detector
-from inspector.recipe import load_normals, load_prompts, load_recipe
-from inspector.synthetic import DEFECT_KINDS, iter_parts, match_truth
+from inspector.acquisition.synthetic_parts import DEFECT_KINDS, iter_parts, match_truth
+from inspector.inference.detectors import build_detector
+from inspector.recipes.recipe import load_normals, load_prompts, load_recipe
 
 
 def evaluate(recipe_path: Path, n: int, seed: int, defect_rate: float, max_defects: int) -> str:

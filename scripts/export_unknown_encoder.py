@@ -1,8 +1,8 @@
 """Export the frozen feature extractor of the unknown-defect branch to ONNX, once.
 
-The unknown-defect branch (inspector/unknown/) describes every stride-8 position of a
+The unknown-defect branch (inspector/inference/unknown/) describes every stride-8 position of a
 frame by the detector's own encoder: EfficientNet-Lite0 with ImageNet weights
-(inspector.model.backbone.Lite0Features), stride-8 and stride-16 feature maps. A line
+(inspector.training.backbone.Lite0Features), stride-8 and stride-16 feature maps. A line
 PC runs it with ONNX Runtime and needs no torch; only this script does:
 
     .venv/bin/python scripts/export_unknown_encoder.py [--out engines/lite0-features.onnx]
@@ -32,8 +32,8 @@ def export(out: Path) -> str:
     import onnxruntime as ort
     import torch
 
-    from inspector.model.backbone import Lite0Features
-    from inspector.unknown.features import pin_path
+    from inspector.inference.unknown.features import pin_path
+    from inspector.training.backbone import Lite0Features
 
     model = Lite0Features(pretrained=True).eval()
     dummy = torch.rand(1, 1, 256, 320)

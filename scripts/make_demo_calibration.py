@@ -1,6 +1,7 @@
 """Calibrate the demo's synthetic camera with the CLI: calibration/demo-cam0.yaml.
 
-The synthetic camera (inspector.synthetic) is an ideal pinhole looking square onto the
+The synthetic camera (inspector.acquisition.synthetic_parts) is an ideal pinhole looking
+square onto the
 part at 0.05 mm per pixel in 512 x 512 frames, with no lens distortion and no
 vignetting; so only its scale needs calibrating. This script renders what that camera
 would see of a checkerboard lying in the part plane (12 x 10 squares of 2 mm, twice,
@@ -26,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 from inspector.calibration.render import CameraModel, look_at_pose, render_target  # noqa: E402
 from inspector.calibration.targets import TargetSpec  # noqa: E402
-from inspector.cli import build_parser  # noqa: E402
+from inspector.cli.main import build_parser  # noqa: E402
 
 SIZE = 512
 MM_PER_PX = 0.05  # the synthetic part's design scale (recipes/demo: mm_per_px 0.05)

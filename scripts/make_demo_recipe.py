@@ -1,6 +1,7 @@
 """Generate `recipes/demo/`: the recipe for the synthetic demo part.
 
-Everything in the folder is rendered from fixed seeds by inspector.synthetic, so running
+Everything in the folder is rendered from fixed seeds by
+inspector.acquisition.synthetic_parts, so running
 this again reproduces the same bytes (and the same recipe sha256):
 
     .venv/bin/python scripts/make_demo_recipe.py [--out recipes/demo] [--size 512]
@@ -18,8 +19,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from inspector.demo_recipe import SIZE, write_demo_recipe
-from inspector.recipe import load_recipe
+from inspector.demo.recipe import SIZE, write_demo_recipe
+from inspector.recipes.recipe import load_recipe
 
 
 def main() -> None:

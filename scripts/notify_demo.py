@@ -30,7 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def _stuck_config(folder: Path, recipe: Path, size: int) -> Path:
     """A station whose camera blocks on its second image (a FIFO without a writer)."""
-    from inspector.synthetic import frame_rng, render_part
+    from inspector.acquisition.synthetic_parts import frame_rng, render_part
 
     images = folder / "images"
     images.mkdir()
@@ -72,7 +72,7 @@ def main() -> int:
            "WATCHDOG_USEC": str(int(args.watchdog * 1e6)), "PYTHONUNBUFFERED": "1"}
     env.pop("WATCHDOG_PID", None)
     t0 = time.monotonic()
-    proc = subprocess.Popen([sys.executable, "-m", "inspector.cli", "run", "--config",
+    proc = subprocess.Popen([sys.executable, "-m", "inspector.cli.main", "run", "--config",
                              str(config)], cwd=REPO, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     rows: list[tuple[float, str]] = []
@@ -108,7 +108,7 @@ def main() -> int:
         print(f"| {t:6.2f} | `{text}` |")
     print("\nservice log (supervisor and service lines):\n")
     for line in log.splitlines():
-        if "logger=inspector.supervisor" in line or "logger=inspector.service" in line:
+        if "logger=inspector.runtime.supervisor" in line or "logger=inspector.service" in line:
             print("    " + line[:400])
     return 0
 

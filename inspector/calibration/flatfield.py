@@ -92,6 +92,8 @@ class FlatField:
 
 @dataclass
 class FlatFieldResult:
+    """What build_flatfield measured: the section for the file, the dark and gain maps."""
+
     info: FlatFieldInfo  # `file` and `sha256` are filled in when saved
     dark: np.ndarray  # float32 (H, W)
     gain: np.ndarray  # float32 (H, W)

@@ -14,8 +14,10 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from inspector.core.errors import InspectorError
 
-class CalibrationError(ValueError):
+
+class CalibrationError(InspectorError, ValueError):
     """Calibration input that cannot be used; the message names the file(s) and why.
 
     Raised before anything is written: a failed calibration leaves the files as they were.

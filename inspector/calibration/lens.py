@@ -55,12 +55,14 @@ def undistort_normalised(xy_d: np.ndarray, dist, iterations: int = 100) -> np.nd
 
 
 def to_normalised(px: np.ndarray, K: np.ndarray) -> np.ndarray:
+    """Pixel positions (N, 2) -> normalised coordinates through camera matrix K (skew too)."""
     y = (px[:, 1] - K[1, 2]) / K[1, 1]
     x = (px[:, 0] - K[0, 2] - K[0, 1] * y) / K[0, 0]
     return np.stack([x, y], axis=1)
 
 
 def to_pixels(xy: np.ndarray, K: np.ndarray) -> np.ndarray:
+    """Normalised coordinates (N, 2) -> pixel positions through K; inverse of to_normalised."""
     u = K[0, 0] * xy[:, 0] + K[0, 1] * xy[:, 1] + K[0, 2]
     v = K[1, 1] * xy[:, 1] + K[1, 2]
     return np.stack([u, v], axis=1)

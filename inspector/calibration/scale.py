@@ -31,6 +31,8 @@ MIN_CORNERS = 8
 
 @dataclass
 class AffineFit:
+    """One image's board-to-pixel affine fit and the scale it implies (see fit_affine)."""
+
     mm_per_px: float
     sigma: float  # 1 sigma of mm_per_px from the corner residuals
     anisotropy: float
@@ -61,6 +63,8 @@ def fit_affine(board_mm: np.ndarray, px: np.ndarray) -> AffineFit:
 
 @dataclass
 class ScaleResult:
+    """What measure_scale found: the section for the file, plus per-image fits and corners."""
+
     info: ScaleInfo
     image_size: tuple[int, int]
     fits: list[AffineFit]

@@ -22,12 +22,12 @@ import numpy as np
 import yaml
 from pydantic import Field, field_validator
 
-from inspector.atomic import write_bytes_atomic as atomic_write
 from inspector.calibration.inputs import CalibrationError
 from inspector.calibration.targets import TargetSpec
-from inspector.hashing import file_sha256 as sha256_file
-from inspector.sources.base import StrictModel
-from inspector.validation import InvalidFile, validate_file
+from inspector.core.atomic import write_bytes_atomic as atomic_write
+from inspector.core.hashing import file_sha256 as sha256_file
+from inspector.core.strict import StrictModel
+from inspector.core.validation import InvalidFile, validate_file
 
 SCHEMA = "inspector.calibration/1"
 Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
@@ -167,6 +167,7 @@ def load_calibration(path: Path) -> CameraCalibration:
 
 
 def default_path(folder: Path, camera: str) -> Path:
+    """Where a camera's calibration file lives by default: `<folder>/<camera>.yaml`."""
     return Path(folder) / f"{camera}.yaml"
 
 

@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 from pydantic import Field, model_validator
 
-from inspector.sources.base import StrictModel
+from inspector.core.strict import StrictModel
 
 MIN_CHARUCO_CORNERS = 8  # fewer corners in a ChArUco view: the view is not used
 

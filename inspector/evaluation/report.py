@@ -1,6 +1,6 @@
 """Evaluation reports: Markdown tables and a PR-curve picture (PNG).
 
-The plot is an inspector.plotting line chart: axes, grid, one coloured curve per class
+The plot is an inspector.evaluation.plotting line chart: axes, grid, one coloured curve per class
 with a legend.
 """
 
@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from inspector.plotting import line_chart
+from inspector.evaluation.plotting import line_chart
 
 
 def pct(v: float | None) -> str:
+    """A fraction as a percentage with one decimal, or n/a."""
     return "n/a" if v is None else f"{100 * v:.1f}"
 
 

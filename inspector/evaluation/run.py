@@ -1,4 +1,4 @@
-"""`inspector eval`: the visual-prompt protocol of DESIGN.md on a COCO-layout dataset.
+"""`inspector eval`: the visual-prompt protocol of docs/DESIGN.md on a COCO dataset.
 
 For each prompt seed: draw k <= 4 prompts per class from distinct train images, enrol
 them (SSPE prototypes), detect on every test image (defect-free ones included), score
@@ -24,16 +24,18 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from inspector.coco import decode_segmentation
-from inspector.detector.base import PromptExample
+from inspector.core.coco import decode_segmentation
 from inspector.evaluation.errors import add_splits, error_split
 from inspector.evaluation.metrics import coco_ap50
 from inspector.evaluation.protocol import draw_prompts
 from inspector.evaluation.report import markdown, pr_plot
+from inspector.inference.detectors.base import PromptExample
 
 
 @dataclass
 class EvalSettings:
+    """What to evaluate and how: dataset, model, shots, seeds, backend and detector."""
+
     data: Path
     model: Path
     shots: int = 4
@@ -88,6 +90,7 @@ def _rle(det, hw: tuple[int, int]) -> dict:
 
 
 def load_split(folder: Path, split: str) -> dict:
+    """The COCO annotations of one split (`annotations_<split>.json`) of a dataset folder."""
     path = folder / f"annotations_{split}.json"
     if not path.is_file():
         raise FileNotFoundError(f"{path}: not found (a dataset needs annotations_train.json "
@@ -101,8 +104,8 @@ def _model_name(s: EvalSettings) -> str:
 
 def _detector(s: EvalSettings):
     """The detector a recipe with these settings would build (not yet enrolled)."""
-    from inspector.detector import build_detector
-    from inspector.recipe import DetectorSettings
+    from inspector.inference.detectors import build_detector
+    from inspector.recipes.recipe import DetectorSettings
 
     if s.detector == "match":
         params = {"min_score": 0.0}

@@ -1,0 +1,3 @@
+"""Benchmarks (`inspector bench`): measurement, runs and reports. Not imported by the
+runtime.
+"""

@@ -1,0 +1,69 @@
+"""CLI verb of the unknown-defect branch: `inspector eval-unknown`.
+
+`inspector eval` belongs to the visual-prompt detector (inspector/cli/model.py), so the
+unknown-defect evaluation of issue 8 ("eval --mode unknown") is its own verb:
+
+    inspector eval-unknown --data ../shared/data/magtile --out out/eval-unknown
+
+Prints the Markdown table; writes unknown_eval.json, unknown_eval.md and overlay sheets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+DEFAULT_DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "magtile"
+
+
+def _counts(text: str) -> tuple[int | None, ...]:
+    out = []
+    for part in text.split(","):
+        part = part.strip()
+        if part == "all":
+            out.append(None)
+        elif part.isdigit() and int(part) > 0:
+            out.append(int(part))
+        else:
+            raise argparse.ArgumentTypeError(f"--refs: expected counts or 'all', got {part!r}")
+    return tuple(out)
+
+
+def cmd_eval_unknown(args: argparse.Namespace) -> int:
+    """Evaluate the unknown-defect branch on a dataset and print the Markdown table."""
+    from pydantic import ValidationError
+
+    from inspector.inference.unknown.branch import UnknownParams
+    from inspector.inference.unknown.evaluate import evaluate, markdown
+
+    data = Path(args.data)
+    if not (data / "annotations_test.json").is_file():
+        print(f"{data}: no annotations_test.json (a COCO-layout dataset folder)", file=sys.stderr)
+        return 2
+    try:
+        raw = json.loads(args.params) if args.params else {}
+        params = UnknownParams.model_validate(raw)
+    except (json.JSONDecodeError, ValidationError) as exc:
+        print(f"--params: {exc}", file=sys.stderr)
+        return 2
+    result = evaluate(data, Path(args.out), params, args.refs, args.seed, progress=True)
+    print(markdown(result))
+    return 0
+
+
+def register(sub) -> None:
+    """Add the `eval-unknown` verb to the parser."""
+    e = sub.add_parser("eval-unknown", help="unknown-defect evaluation (image/pixel AUROC, "
+                       "AUPRO) on a COCO-layout dataset")
+    e.add_argument("--data", default=str(DEFAULT_DATA),
+                   help="dataset folder (images/, annotations_train.json, annotations_test.json)")
+    e.add_argument("--out", default="out/eval-unknown", help="report folder")
+    e.add_argument("--refs", type=_counts, default=(16, 64, None),
+                   help="normal-reference counts, comma separated (default 16,64,all)")
+    e.add_argument("--seed", type=int, default=0, help="seed of the reference draw")
+    e.add_argument("--params", default=None,
+                   help="unknown-branch params as JSON (recipe unknown.params), e.g. "
+                        "'{\"coreset_ratio\": 0.05}'")
+    e.set_defaults(func=cmd_eval_unknown)

@@ -1,0 +1,3 @@
+"""The station's configuration models (station.yaml): camera sources, MQTT, archive, health
+and supervision settings. Imports only core.
+"""

@@ -1,0 +1,60 @@
+"""The station config's `archive:`, `supervisor:` and `health:` sections.
+
+They live here, not beside the archive, supervisor and health code that reads them, so
+that loading a station config (`inspector validate`) imports no stage at all.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, model_validator
+
+from inspector.core.strict import StrictModel
+
+
+class ArchiveConfig(StrictModel):
+    """The `archive:` section of the station config."""
+
+    enabled: bool = True
+    dir: Path = Path("archive")  # relative: under storage.state_dir
+    ng_images: bool = True  # the NG frame as captured
+    ng_overlays: bool = True  # the NG frame with its defects drawn (the result's image_uri)
+    ok_sample_every: Annotated[int, Field(ge=0)] = 0  # keep every Nth OK image; 0: none
+    format: Literal["png", "jpg"] = "png"
+    jpeg_quality: Annotated[int, Field(ge=1, le=100)] = 90
+    max_age_days: Annotated[float, Field(gt=0)] | None = 30.0  # None: no age limit
+    # free-disk watermark: the larger of the two; below it the oldest files are deleted,
+    # and when nothing of the archive is left to delete, writes are dropped
+    min_free_mb: Annotated[float, Field(ge=0)] = 1024.0
+    min_free_pct: Annotated[float, Field(ge=0, le=90)] = 5.0
+    queue: Annotated[int, Field(ge=1, le=4096)] = 32  # jobs waiting for the archive thread
+    prune_interval_s: Annotated[float, Field(gt=0)] = 300.0
+
+    @model_validator(mode="after")
+    def _something_to_keep(self) -> ArchiveConfig:
+        if self.enabled and not (self.ng_images or self.ng_overlays or self.ok_sample_every):
+            raise ValueError("archive keeps nothing: set enabled: false, or keep ng_images, "
+                             "ng_overlays or ok_sample_every")
+        return self
+
+
+class SupervisorConfig(StrictModel):
+    """The `supervisor:` section: how long a stage may go without progress."""
+
+    acq_stuck_s: Annotated[float, Field(gt=0)] = 30.0  # one grab() call may not take longer
+    infer_stuck_s: Annotated[float, Field(gt=0)] = 120.0  # one frame in inference
+    emit_stuck_s: Annotated[float, Field(gt=0)] = 60.0  # one result in the sinks
+    frame_timeout_s: Annotated[float, Field(gt=0)] = 30.0  # free-running camera without frames
+    camera_restarts: Annotated[int, Field(ge=0)] = 3  # in a row before giving up
+    publisher_restarts: Annotated[int, Field(ge=0)] = 5  # per run
+    outbox_fault_s: Annotated[float, Field(gt=0)] = 60.0  # commits failing: watchdog withheld
+    sink_fault_s: Annotated[float, Field(gt=0)] = 60.0  # a sink error stays a fault this long
+
+
+class HealthConfig(StrictModel):
+    """The `health:` section."""
+
+    prometheus_port: Annotated[int, Field(ge=1, le=65535)] | None = None  # None: off
+    prometheus_addr: str = "127.0.0.1"  # "0.0.0.0" to let a remote Prometheus scrape

@@ -1,0 +1,126 @@
+"""The narrow interface the pipeline knows of a detector.
+
+`enroll` turns a recipe's prompt bank and good-part images into whatever the detector
+needs (prototypes, a normal bank); `detect` maps one preprocessed image to detections.
+Backends (classical texture features now; ONNX Runtime / TensorRT later) implement it.
+A detector may also keep `last_timing` (ms per internal step of its last `detect`, e.g.
+encode_ms, head_ms, unknown_ms): the pipeline hands it on with the result, so that
+`inspector bench` can say where inference time goes. `EncodedDetector` does that split
+for detectors that encode a frame once and then decode it (evaluation reuses the
+encoding across prompt seeds).
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import ClassVar
+
+import cv2
+import numpy as np
+from pydantic import ValidationError
+
+from inspector.core.strict import StrictModel
+
+
+def mono(image: np.ndarray) -> np.ndarray:
+    """Colour frames are judged on luminance; the detectors are mono."""
+    if image.ndim == 3:
+        return cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+    return image
+
+
+class DetectorParams(StrictModel):
+    """A detector's `detector.params`: unknown keys are errors, and `parse` names the
+    first bad field as `detector.params.<field>` for the recipe's error message."""
+
+    @classmethod
+    def parse(cls, params: dict | None):
+        try:
+            return cls.model_validate(params or {})
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            where = ".".join(str(p) for p in err["loc"])
+            raise ValueError(f"detector.params.{where}: {err['msg']}") from None
+
+
+@dataclass
+class Detection:
+    """One defect found in a frame, in pixel coordinates of the image given to detect()."""
+
+    cls: str  # class name from the recipe, or "unknown"
+    score: float  # 0..1, comparable with the recipe's per-class threshold
+    bbox: tuple[float, float, float, float]  # x, y, w, h
+    mask: np.ndarray | None = None  # bool, shape (h, w) of the bbox (rounded), or None
+    area_px: float = 0.0
+    prompt_id: str | None = None  # the prompt example that explains it best
+    unknown: bool = False  # True when no prompt class explains it
+
+
+@dataclass
+class PromptExample:
+    """One reference defect from the recipe's prompt bank."""
+
+    prompt_id: str
+    cls: str
+    image: np.ndarray  # full reference image (mono uint8)
+    bbox: tuple[float, float, float, float]
+    mask: np.ndarray | None = None  # bool, full image size
+
+
+class Detector(ABC):
+    """What the pipeline uses of a detector: enrol from a recipe once, then detect per frame."""
+
+    kind: ClassVar[str]
+
+    @abstractmethod
+    def enroll(
+        self,
+        prompts: list[PromptExample],
+        normals: list[np.ndarray],
+        progress: bool = False,
+    ) -> None:
+        """Build class prototypes from `prompts` and the good-part bank from `normals`."""
+
+    @abstractmethod
+    def detect(self, image: np.ndarray) -> list[Detection]:
+        """Find defects in one mono uint8 image."""
+
+    def enrolled_state(self) -> dict[str, np.ndarray] | None:
+        """Arrays that fully describe the enrolment (prototypes, normal bank), so that a
+        recipe cache (.npz, no pickle) can restore it; None if not cacheable."""
+        return None
+
+    def load_enrolled_state(self, state: dict[str, np.ndarray]) -> None:
+        """Restore what enrolled_state() returned, instead of enrolling again."""
+        raise NotImplementedError(f"{type(self).__name__} cannot restore an enrolment")
+
+    @property
+    def model_sha256(self) -> str:
+        """Identifies the model (weights + code version) in every result."""
+        return ""
+
+
+class EncodedDetector(Detector):
+    """A detector in two steps, timed apart: `encode` (the frame alone, independent of
+    the enrolment) and `detect_tokens` (everything after: head, matching, NMS)."""
+
+    last_timing: dict[str, float]
+
+    @abstractmethod
+    def encode(self, image: np.ndarray):
+        """What detect_tokens needs of the frame; the same for every enrolment."""
+
+    @abstractmethod
+    def detect_tokens(self, encoded, hw: tuple[int, int]) -> list[Detection]:
+        """Detections of a frame `encode` returned (`hw`: the frame's height, width)."""
+
+    def detect(self, image: np.ndarray) -> list[Detection]:
+        t0 = time.perf_counter()
+        encoded = self.encode(image)
+        t1 = time.perf_counter()
+        dets = self.detect_tokens(encoded, image.shape[:2])
+        self.last_timing = {"encode_ms": (t1 - t0) * 1e3,
+                            "head_ms": (time.perf_counter() - t1) * 1e3}
+        return dets

@@ -1,2 +1,0 @@
-"""Training-side model code (torch). The line-PC runtime never imports this package:
-it runs the exported ONNX graph (inspector.backends)."""

@@ -1,0 +1,164 @@
+"""Recipe commands: `cmd/recipe` in, `cmd/recipe/ack` out.
+
+A retained command is never honoured: it may be hours old. Over MQTT 5 the publisher
+subscribes with retain-as-published, so even a retained command published while we are
+connected is recognised; over 3.1.1 only the ones replayed at subscribe time can be.
+Every other message gets exactly one ack: size and nesting depth are checked before
+parsing, anything a handler raises becomes a short error ack (never a traceback), and
+the worker thread survives whatever it is given; a busy ack names the request id.
+Malformed JSON, a missing or wrong field, or a handler that raises (unknown recipe,
+wrong rev) gets `ok: false` with the reason and changes nothing; the recipe switch
+itself is the handler's job and runs on this module's worker thread, never on paho's
+network thread.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+from collections.abc import Callable
+
+from paho.mqtt.client import MQTTMessage
+
+from inspector.core.safe_json import InputError, loads_limited, short_error
+from inspector.outputs.mqtt import schemas
+
+log = logging.getLogger("inspector.outputs.mqtt.commands")
+
+RecipeHandler = Callable[[str, int | None], dict]  # (recipe_id, rev) -> {id, rev, sha256}
+MAX_PAYLOAD = 64 * 1024
+_EXPECTED = (LookupError, ValueError, OSError)  # logged without a traceback
+
+
+class RecipeCommands:
+    """Validates commands and runs `handler` on the `mqtt-commands` worker thread."""
+
+    def __init__(self, topic: str, send_ack: Callable[[bytes], None],
+                 handler: RecipeHandler | None = None, max_pending: int = 32) -> None:
+        self.topic = topic
+        self._send_ack = send_ack
+        self._handler = handler
+        self._queue: queue.Queue[bytes] = queue.Queue(maxsize=max_pending)
+        self._stop = threading.Event()
+        self.ignored_retained = 0
+        self.handled = 0
+        self._thread = threading.Thread(target=self._work, name="mqtt-commands", daemon=True)
+        self._started = False
+
+    def set_handler(self, handler: RecipeHandler | None) -> None:
+        self._handler = handler
+
+    def start(self) -> None:
+        self._started = True
+        self._thread.start()
+
+    def offer(self, msg: MQTTMessage) -> None:
+        """Called on paho's thread: filter and enqueue, nothing else."""
+        if msg.topic != self.topic:
+            return
+        if msg.retain:
+            self.ignored_retained += 1
+            log.warning("ignored a retained message on %s (commands are never retained)",
+                        msg.topic)
+            return
+        try:
+            self._queue.put_nowait(bytes(msg.payload))
+        except queue.Full:
+            log.error("too many pending recipe commands; rejecting one")
+            try:  # within the limits, so cheap enough for paho's thread
+                rid = _request_id(loads_limited(bytes(msg.payload), MAX_PAYLOAD))
+            except Exception:
+                rid = None
+            self._ack(_error(rid, "busy: too many pending commands, try again"))
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Finish the command in progress (a recipe switch is not interrupted), then stop."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    def alive(self) -> bool:
+        return self._thread.is_alive() or not self._started
+
+    def ensure_running(self) -> bool:
+        """Start a fresh worker if the thread died (the supervisor calls this); False
+        when it had to."""
+        if self.alive() or self._stop.is_set():
+            return True
+        log.error("the mqtt-commands thread is not running; starting a fresh one")
+        self._thread = threading.Thread(target=self._work, name="mqtt-commands", daemon=True)
+        self._thread.start()
+        return False
+
+    def _work(self) -> None:
+        while not self._stop.is_set():
+            try:
+                payload = self._queue.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            try:
+                ack = self.handle(payload)
+            except BaseException as exc:  # anything: answer, keep serving
+                log.exception("recipe command crashed its handler")
+                ack = _error(None, f"internal error: {type(exc).__name__}")
+            try:
+                self._ack(ack)
+            except Exception:
+                log.exception("sending a recipe command ack failed")
+
+    def _ack(self, ack: dict) -> None:
+        self._send_ack(json.dumps(ack, separators=(",", ":")).encode("utf-8"))
+
+    def handle(self, payload: bytes) -> dict:
+        """Validate one command, run the handler, return the ack (schema cmd_recipe_ack)."""
+        self.handled += 1
+        try:
+            doc = loads_limited(payload, MAX_PAYLOAD)
+        except InputError as exc:
+            log.warning("unusable recipe command: %s", exc)
+            return _error(None, f"command rejected: {exc}")
+        rid = _request_id(doc)
+        problem = schemas.first_error("cmd_recipe", doc)
+        if problem is not None:
+            log.warning("invalid recipe command %s: %s", rid, problem)
+            return _error(rid, f"invalid command: {problem}")
+        assert isinstance(doc, dict)
+        handler = self._handler
+        if handler is None:
+            return _error(rid, "recipe commands are not available on this station")
+        recipe_id, rev = doc["recipe_id"], doc.get("rev")
+        log.info("recipe command %s: switch to %s rev %s", rid, recipe_id,
+                 "latest" if rev is None else rev)
+        try:
+            ref = handler(recipe_id, rev)
+        except _EXPECTED as exc:
+            log.warning("recipe command %s rejected: %s", rid, _message(exc))
+            return _error(rid, _message(exc))
+        except Exception as exc:
+            log.exception("recipe command %s failed", rid)
+            return _error(rid, _message(exc))
+        recipe = {k: ref[k] for k in ("id", "rev", "sha256") if k in ref}
+        log.info("recipe command %s done: %s", rid, recipe)
+        return {"request_id": rid, "ok": True, "recipe": recipe}
+
+
+def _request_id(doc: object) -> str | None:
+    """The request id if it is usable for correlation, else None."""
+    if isinstance(doc, dict):
+        rid = doc.get("request_id")
+        if isinstance(rid, str) and 0 < len(rid) <= 128:
+            return rid
+    return None
+
+
+def _message(exc: BaseException) -> str:
+    """An exception's own words (KeyError's str() adds quotes; strip them)."""
+    if isinstance(exc, KeyError) and exc.args and isinstance(exc.args[0], str):
+        return exc.args[0]
+    return str(exc) or type(exc).__name__
+
+
+def _error(rid: str | None, message: str) -> dict:
+    return {"request_id": rid, "ok": False, "error": short_error(message)}

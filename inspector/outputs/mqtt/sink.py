@@ -1,0 +1,184 @@
+"""MqttSink: the pipeline's door to the broker.
+
+`emit` commits the result (and its small `plc` payload) to the durable outbox and
+returns; the `mqtt-publisher` thread does all network work. `close` drains the outbox
+for up to `drain_timeout_s`, publishes retained `stopped` and disconnects cleanly, so
+the broker does not send the `offline` will; what was not acknowledged stays in the
+outbox and is replayed by the next run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+from inspector.config.mqtt import MqttConfig
+from inspector.outputs.mqtt.commands import RecipeCommands, RecipeHandler
+from inspector.outputs.mqtt.outbox import MemoryOutbox, Outbox
+from inspector.outputs.mqtt.pending import PendingCommits
+from inspector.outputs.mqtt.publisher import AckListener, Publisher
+from inspector.outputs.mqtt.topics import Topics
+from inspector.outputs.sinks.base import ResultSink
+
+log = logging.getLogger("inspector.outputs.mqtt")
+
+CAMERA_STATES = ("online", "offline", "disabled")
+DEFAULT_STATE_DIR = Path("/var/lib/inspector")
+
+
+def plc_payload(result: dict) -> dict:
+    """`{part_id, ok, code, seq, event_id, session, replayed}` from a result; a NG without
+    a code gets the generic 1. `event_id` lets a PLC drop a replayed duplicate."""
+    ok = result["verdict"] == "OK"
+    code = result.get("code")
+    if code is None:
+        code = 0 if ok else 1
+    return {"part_id": str(result["part_id"]), "ok": ok, "code": int(code),
+            "seq": int(result["seq"]), "event_id": str(result["event_id"]),
+            "session": str(result["session"]), "replayed": False}
+
+
+def _dumps(doc: object) -> str:
+    return json.dumps(doc, separators=(",", ":"), allow_nan=False)
+
+
+class MqttSink(ResultSink):
+    """Outbox + publisher + recipe commands for one station.
+
+    Threads: `mqtt-publisher` (drains the outbox, owns the connection), paho's network
+    thread (one per connection), `mqtt-commands` (runs `recipe_handler`).
+    """
+
+    def __init__(self, config: MqttConfig, site: str, line: str, station: str, session: str,
+                 *, recipe_handler: RecipeHandler | None = None,
+                 state_dir: Path | None = None,
+                 outbox: Outbox | MemoryOutbox | None = None,
+                 ack_listener: AckListener | None = None) -> None:
+        if not config.enabled:
+            raise ValueError("mqtt.enabled is false: no MqttSink for this station")
+        self.config = config
+        self.session = session
+        self.topics = Topics.for_station(config.prefix, site, line, station)
+        if outbox is None:
+            path = config.outbox.path
+            if not path.is_absolute():
+                path = (state_dir or DEFAULT_STATE_DIR) / path
+            outbox = Outbox(path, config.outbox.max_rows, config.outbox.max_age_s,
+                            config.outbox.synchronous)
+        self.outbox = outbox
+        if outbox.depth():
+            log.info("outbox %s holds %d result(s) from before; they are replayed",
+                     outbox.path, outbox.depth())
+        ob = config.outbox
+        self.pending = PendingCommits(outbox, ob.pending_max, ob.retry_s, self._fault_changed)
+        self.commands = RecipeCommands(self.topics.cmd_recipe, self._send_ack, recipe_handler)
+        self.publisher = Publisher(config, self.topics,
+                                   config.effective_client_id(site, line, station), outbox,
+                                   on_message=self.commands.offer, ack_listener=ack_listener)
+        self._closed = False
+        self.commands.start()
+        self.publisher.start()
+
+    # -- ResultSink --------------------------------------------------------------------
+
+    def emit(self, result: dict) -> None:
+        """Commit to the outbox (durable once this returns) and wake the publisher.
+
+        When the outbox cannot commit, the result waits in memory (`pending`) and the
+        sink reports a fault; when `pending_max` wait, this call holds the result thread
+        until a retry succeeds (the supervisor sees it), so no result is ever dropped.
+        """
+        if self._closed:
+            raise RuntimeError("MqttSink.emit after close")
+        plc = _dumps(plc_payload(result))
+        doc = _dumps(result)
+        while self.pending.full() and not self._closed:
+            time.sleep(min(self.pending.retry_s, 0.5))
+            self.pending.retry()
+        self.pending.add(str(result["event_id"]), plc, doc)
+        self.publisher.wake()
+
+    def retry_pending(self) -> None:
+        """Called periodically (Service.tick): commit held results once the disk allows."""
+        if len(self.pending) and self.pending.retry():
+            self.publisher.wake()
+
+    @property
+    def fault(self) -> str | None:
+        """Why results cannot be committed now, or None."""
+        return self.pending.fault
+
+    def _fault_changed(self, fault: str | None) -> None:
+        """The retained `status` says `fault` while results cannot be committed."""
+        self.publisher.set_retained(self.topics.status,
+                                    b"online" if fault is None else b"fault")
+
+    def state_changed(self, state: dict) -> None:
+        self.publisher.set_retained(self.topics.state, _dumps(state).encode("utf-8"))
+
+    def camera_status(self, camera: str, status: str) -> None:
+        if status not in CAMERA_STATES:
+            raise ValueError(f"camera status {status!r}: expected one of {CAMERA_STATES}")
+        self.publisher.set_retained(self.topics.camera_status(camera), status.encode("utf-8"))
+
+    def close(self) -> None:
+        """Drain (bounded), publish `stopped`, disconnect, close the outbox. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self.commands.close()
+        if not self.pending.retry(force=True):
+            log.error("outbox still cannot commit at shutdown: %d result(s) lost with this "
+                      "process: event_id %s", len(self.pending),
+                      ", ".join(self.pending.event_ids()))
+        joined = self.publisher.stop(timeout=self.config.drain_timeout_s + 15.0)
+        if joined:
+            self.outbox.close()
+        else:  # pragma: no cover - paho stuck in a socket call; the process is exiting
+            log.error("MQTT publisher did not stop in time; outbox left open")
+
+    # -- supervision (runtime.supervisor) ----------------------------------------------
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def is_alive(self) -> bool:
+        """Whether the publisher thread runs (a closed sink has nothing left to run)."""
+        return self._closed or self.publisher.is_alive()
+
+    def restart(self) -> None:
+        """Replace a dead publisher with a fresh one on the same outbox and start it."""
+        self.publisher = self.publisher.successor()
+        self.publisher.start()
+
+    # -- extras ------------------------------------------------------------------------
+
+    def publish_stats(self, stats: dict) -> None:
+        """QoS 0 on `stats` (dropped while disconnected); outbox figures are added here."""
+        oldest = self.outbox.oldest_created()
+        doc = {"ts": time.time(), "session": self.session, **stats, "outbox": {
+            "depth": self.outbox.depth(),
+            "pending": len(self.pending),
+            "dropped": self.outbox.dropped_total(),
+            "oldest_age_s": None if oldest is None else round(time.time() - oldest, 3),
+            "connected": self.connected,
+            "fault": self.fault,
+        }}
+        self.publisher.send(self.topics.stats, _dumps(doc).encode("utf-8"), qos=0)
+
+    def set_recipe_handler(self, handler: RecipeHandler | None) -> None:
+        """`handler(recipe_id, rev) -> {id, rev, sha256}`; raise with a message to refuse."""
+        self.commands.set_handler(handler)
+
+    @property
+    def connected(self) -> bool:
+        return self.publisher.connected.is_set()
+
+    @property
+    def last_error(self) -> str | None:
+        return self.publisher.last_error
+
+    def _send_ack(self, payload: bytes) -> None:
+        self.publisher.send(self.topics.cmd_recipe_ack, payload, qos=1)

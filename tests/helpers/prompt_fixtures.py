@@ -1,0 +1,60 @@
+"""Helpers shared by the prompt-detector tests: a small exported model folder.
+
+`tiny_model` exports an untrained net (ImageNet backbone, random heads, fixed seed)
+at a small input size; tests that only need working graphs use it. It needs torch; the
+runtime-only tests fall back to the shipped model in engines/ when torch is absent.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+SHIPPED = REPO / "engines" / "prompt-v2"
+DATA = REPO.parent / "shared" / "data"
+SIZE = 160  # small input side (a multiple of 16) to keep tests fast
+
+
+def export_tiny(folder: Path) -> Path:
+    """An exported untrained model in `folder` (torch needed)."""
+    import torch
+
+    from inspector.training.episodes import Source
+    from inspector.training.export import export, write_files_manifest
+    from inspector.training.prompt_net import PromptDetectorNet
+    from inspector.training.train import TrainConfig, save
+
+    torch.manual_seed(0)
+    net = PromptDetectorNet()
+
+    save(net, folder, {"note": "untrained test model"}, TrainConfig(),
+         {"sources": [Source("test", "synthetic").__dict__], "split": "none"})
+    export(net, folder, SIZE)
+    write_files_manifest(folder)
+    return folder
+
+
+_EXPORTED: dict[str, Path] = {}  # one export per test session, shared by the modules
+
+
+def tiny_model(tmp_path_factory) -> Path:
+    """For a fixture: the tiny export (skips without torch)."""
+    pytest.importorskip("torch")
+    pytest.importorskip("onnx")
+    if "tiny" not in _EXPORTED:
+        _EXPORTED["tiny"] = export_tiny(tmp_path_factory.mktemp("tiny-model"))
+    return _EXPORTED["tiny"]
+
+
+def runtime_model(tmp_path_factory) -> tuple[Path, int]:
+    """(model folder, input size): the tiny export when torch is there, else the shipped one."""
+    try:
+        import onnx  # noqa: F401
+        import torch  # noqa: F401
+    except ImportError:
+        if not (SHIPPED / "head.onnx").is_file():
+            pytest.skip("neither torch (to export a test model) nor engines/prompt-v2")
+        return SHIPPED, 320
+    return tiny_model(tmp_path_factory), SIZE

@@ -1,0 +1,114 @@
+"""The training-free prompt matcher (kind "match"): enrol, detect, restore, bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from inspector.acquisition.synthetic_parts import box_iou, frame_rng, good_part, render_part
+from inspector.inference.detectors import build_detector
+from inspector.inference.detectors.base import PromptExample
+from inspector.inference.detectors.match import MatchDetector, box_tokens
+from inspector.recipes.recipe import DetectorSettings
+
+SIZE = 256
+
+
+def _prompts() -> list[PromptExample]:
+    out = []
+    for i, kind in enumerate(["pit", "scratch"]):
+        img, truths = render_part(frame_rng(31, i), SIZE, SIZE, defects=[kind])
+        t = truths[0]
+        out.append(PromptExample(f"{kind}-1", kind, img, tuple(float(v) for v in t.bbox),
+                                 t.mask))
+    return out
+
+
+@pytest.fixture(scope="module")
+def enrolled() -> MatchDetector:
+    det = build_detector(DetectorSettings(kind="match", params={"orientations": 8}))
+    assert isinstance(det, MatchDetector)
+    normals = [good_part(frame_rng(32, i), SIZE, SIZE) for i in range(3)]
+    det.enroll(_prompts(), normals)
+    return det
+
+
+def test_finds_a_pit_where_it_is_and_names_it(enrolled: MatchDetector):
+    found = 0
+    for i in range(4):
+        frame, truths = render_part(frame_rng(33, i), SIZE, SIZE, defects=["pit"])
+        dets = enrolled.detect(frame)
+        assert dets, "min_ncc 0.2 leaves some peak on a part with a pit"
+        best = dets[0]
+        assert 0 <= best.score <= 1 and best.cls in ("pit", "scratch")
+        if best.cls == "pit" and box_iou(best.bbox, truths[0].bbox) >= 0.3:
+            found += 1
+    assert found >= 3, f"the best detection was the pit on {found} of 4 parts"
+    assert set(enrolled.last_timing) == {"encode_ms", "head_ms"}
+
+
+def test_a_good_part_scores_below_a_defective_one(enrolled: MatchDetector):
+    clean = [max((d.score for d in enrolled.detect(good_part(frame_rng(34, i), SIZE, SIZE))
+                  if d.cls == "pit"), default=0.0) for i in range(4)]
+    bad = [max((d.score for d in enrolled.detect(
+        render_part(frame_rng(33, i), SIZE, SIZE, defects=["pit"])[0]) if d.cls == "pit"),
+        default=0.0) for i in range(4)]
+    assert np.median(bad) > np.median(clean), (bad, clean)
+
+
+def test_enrolled_state_restores_the_same_detections(enrolled: MatchDetector):
+    state = enrolled.enrolled_state()
+    assert all(isinstance(v, np.ndarray) and v.dtype != object for v in state.values())
+    other = MatchDetector({"orientations": 8})
+    other.load_enrolled_state(state)
+    frame = render_part(frame_rng(35, 0), SIZE, SIZE, defects=["scratch"])[0]
+    a, b = enrolled.detect(frame), other.detect(frame)
+    assert [(d.cls, d.bbox, d.prompt_id, round(d.score, 6)) for d in a] == [
+        (d.cls, d.bbox, d.prompt_id, round(d.score, 6)) for d in b]
+    assert other.model_sha256 == enrolled.model_sha256
+    assert MatchDetector({"orientations": 1}).model_sha256 != enrolled.model_sha256
+    state["template_pixels"] = state["template_pixels"][:-1]
+    with pytest.raises(ValueError, match="template shapes"):
+        MatchDetector().load_enrolled_state(state)
+
+
+def test_enrols_without_good_parts_from_the_prompt_images_alone():
+    det = MatchDetector({"anomaly_power": 1.0})
+    det.enroll(_prompts(), [])
+    assert det.classes == ["pit", "scratch"] and len(det.bank) > 0 and det.ref > 0
+
+
+def test_bad_params_and_unusable_prompts_are_named():
+    with pytest.raises(ValueError, match="detector.params.orientations"):
+        MatchDetector({"orientations": 3})
+    with pytest.raises(ValueError, match="detector.params.min_ncc"):
+        MatchDetector({"min_ncc": 2})
+    flat = np.full((64, 64), 100, np.uint8)
+    with pytest.raises(ValueError, match="no usable prompt example"):
+        MatchDetector().enroll([PromptExample("p", "pit", flat, (10, 10, 8, 8))], [])
+
+
+def test_box_tokens_cover_the_box_and_its_margin():
+    m = box_tokens((10, 10), [(8.0, 8.0, 8.0, 8.0)], 0)
+    assert m.sum() == 1 and m[1, 1]
+    assert box_tokens((10, 10), [(8.0, 8.0, 8.0, 8.0)], 1).sum() == 9
+
+
+def test_a_match_recipe_enrols_once_then_restores_from_the_cache(tmp_path):
+    from inspector.recipes.cache import enroll_cached
+    from inspector.recipes.recipe import load_recipe
+    from tests.helpers.recipe_factory import make_recipe
+
+    folder = make_recipe(tmp_path / "m", "m", kinds=("pit", "scratch"))
+    doc = (folder / "recipe.yaml").read_text()
+    (folder / "recipe.yaml").write_text(doc.replace("kind: texture", "kind: match", 1))
+    outcomes, found = [], []
+    for _ in range(2):
+        recipe = load_recipe(folder)
+        assert recipe.detector.kind == "match"
+        det = build_detector(recipe.detector)
+        outcomes.append(enroll_cached(recipe, det))
+        frame = render_part(frame_rng(36, 0), 128, 128, defects=["pit"])[0]
+        found.append([(d.cls, d.bbox, round(d.score, 6)) for d in det.detect(frame)])
+    assert not outcomes[0].hit and outcomes[0].written and outcomes[1].hit
+    assert found[0] and found[1] == found[0]

@@ -1,0 +1,103 @@
+"""The visual-prompt detector (kind "prompt") on ONNX Runtime: enrol, detect, restore."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from inspector.inference.detectors import build_detector
+from inspector.inference.detectors.base import PromptExample
+from inspector.inference.detectors.prompt import PromptDetector, nms
+from inspector.recipes.recipe import DetectorSettings
+from tests.helpers.prompt_fixtures import runtime_model
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory) -> tuple[Path, int]:
+    return runtime_model(tmp_path_factory)
+
+
+def _prompts(size: int) -> list[PromptExample]:
+    from inspector.acquisition.synthetic_parts import frame_rng, render_part
+
+    out = []
+    for i, kind in enumerate(["scratch", "pit", "stain"]):
+        img, truths = render_part(frame_rng(11, i), size, size, defects=[kind])
+        t = truths[0]
+        out.append(PromptExample(f"{kind}-1", kind, img, tuple(float(v) for v in t.bbox), t.mask))
+    return out
+
+
+def test_enrol_detect_and_restore(model):
+    folder, size = model
+    det = build_detector(DetectorSettings(kind="prompt", params={
+        "model": str(folder), "backend": "onnxruntime", "size": size, "min_score": 0.0,
+        "threads": 1}))
+    assert isinstance(det, PromptDetector)
+    det.enroll(_prompts(size), [])
+    assert det.classes == ["scratch", "pit", "stain"]
+    assert np.allclose(np.linalg.norm(det.protos, axis=1), 1, atol=1e-4)
+    from inspector.acquisition.synthetic_parts import frame_rng, render_part
+
+    frame = render_part(frame_rng(12, 0), 2 * size, size)[0]  # another size than the input
+    dets = det.detect(frame)
+    assert dets, "min_score 0 keeps every query that survives NMS"
+    for d in dets:
+        x, y, w, h = d.bbox
+        assert d.cls in det.classes and 0 <= d.score <= 1
+        assert 0 <= x and 0 <= y and x + w <= frame.shape[1] + 1 and y + h <= frame.shape[0] + 1
+        assert d.mask is not None and d.mask.dtype == bool
+        assert d.mask.shape == (min(round(h), frame.shape[0] - round(y)),
+                                min(round(w), frame.shape[1] - round(x)))
+    ids = {p.prompt_id: p.cls for p in _prompts(size)}
+    assert all(ids[d.prompt_id] == d.cls for d in dets)  # the nearest example of its class
+    assert set(det.last_timing) == {"encode_ms", "head_ms"}
+    state = det.enrolled_state()
+    assert all(isinstance(v, np.ndarray) and v.dtype != object for v in state.values())
+    other = PromptDetector({"model": str(folder), "backend": "onnxruntime", "size": size,
+                            "min_score": 0.0})
+    other.load_enrolled_state(state)
+    again = other.detect(frame)
+    assert [(d.cls, d.bbox, d.prompt_id) for d in again] == [(d.cls, d.bbox, d.prompt_id)
+                                                               for d in dets]
+    assert len(det.model_sha256) == 64 and det.model_sha256 == other.model_sha256
+
+
+def test_bad_params_name_the_field(model):
+    folder, _ = model
+    with pytest.raises(ValueError, match="detector.params.size"):
+        PromptDetector({"model": str(folder), "size": 100})
+    with pytest.raises(ValueError, match="detector.params.colour"):
+        PromptDetector({"model": str(folder), "colour": 1})
+
+
+def test_missing_model_folder_is_named(tmp_path: Path):
+    from inspector.inference.runtimes import BackendError
+
+    with pytest.raises(BackendError, match=str(tmp_path)):
+        PromptDetector({"model": str(tmp_path)})
+
+
+def test_nms_keeps_the_best_of_overlapping_boxes():
+    boxes = np.array([[0, 0, 10, 10], [1, 1, 11, 11], [20, 20, 30, 30]], float)
+    scores = np.array([0.5, 0.9, 0.4])
+    assert nms(boxes, scores, 0.5) == [1, 2]
+    assert nms(boxes, scores, 0.9) == [1, 0, 2]
+
+
+def test_mask_of_a_faint_query_is_its_peak_not_one_pixel(model):
+    """All mask logits below 0 inside the box: the pixels within one logit of the peak."""
+    folder, size = model
+    det = PromptDetector({"model": str(folder), "backend": "onnxruntime", "size": size})
+    logits = np.full((size // 4, size // 4), -6.0, np.float32)
+    logits[10:14, 20:26] = -2.0  # a faint blob, stride-4 cells
+    box = np.array([0, 0, size, size], np.float32)  # the whole input = the whole frame
+    mask = det._mask(logits, box, (0.0, 0.0, float(size), float(size)), (size, size))
+    ys, xs = np.nonzero(mask)
+    assert 30 < mask.sum() < 0.05 * size * size
+    assert 36 <= ys.min() and ys.max() <= 58 and 76 <= xs.min() and xs.max() <= 106
+    logits[11, 22] = 1.0  # one positive cell: the ordinary `> 0` mask
+    sharp = det._mask(logits, box, (0.0, 0.0, float(size), float(size)), (size, size))
+    assert 0 < sharp.sum() < mask.sum()

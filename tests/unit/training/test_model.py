@@ -1,0 +1,126 @@
+"""The prompt detector's torch model: shapes, CPE loss, PQS top-K, a training smoke run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+F = torch.nn.functional
+
+from inspector.training.cpe import cpe_loss  # noqa: E402
+from inspector.training.pqs import gumbel_topk, hard_topk  # noqa: E402
+from inspector.training.prompt_net import NetConfig, PromptDetectorNet, prototypes  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def net() -> PromptDetectorNet:
+    torch.manual_seed(0)
+    return PromptDetectorNet(NetConfig(top_k=10)).eval()
+
+
+@pytest.mark.parametrize("hw", [(160, 160), (128, 192)])
+def test_token_and_head_shapes(net, hw):
+    h, w = hw
+    with torch.no_grad():
+        tok = net.encoder()(torch.rand(1, 1, h, w))
+        assert tok.shape == (1, net.cfg.dim, h // 8, w // 8)
+        for c in (1, 3):
+            protos = F.normalize(torch.randn(c, net.cfg.dim), dim=1)
+            boxes, scores, masks = net.head(tok, protos)
+            assert boxes.shape == (c, 10, 4)
+            assert scores.shape == (c, 10)
+            assert masks.shape == (c, 10, h // 4, w // 4)
+            assert bool(((scores >= 0) & (scores <= 1)).all())
+            assert bool((boxes[..., 2] >= boxes[..., 0]).all())
+
+
+def test_prompt_embeddings_are_unit_and_depend_on_the_region(net):
+    with torch.no_grad():
+        tok = net.encoder()(torch.rand(1, 1, 160, 160)).expand(2, -1, -1, -1)
+        wts = torch.zeros(2, 20, 20)
+        wts[0, 2:5, 2:5] = 1
+        wts[1, 12:18, 10:14] = 1
+        e = net.prompt(tok, wts, torch.randn(2, net.cfg.rings))
+    assert torch.allclose(e.norm(dim=1), torch.ones(2), atol=1e-5)
+    assert float(e[0] @ e[1]) < 0.9999
+
+
+def test_prototypes_are_normalised_class_means():
+    emb = F.normalize(torch.randn(5, 8), dim=1)
+    cls = torch.tensor([0, 0, 1, 1, 1])
+    p = prototypes(emb, cls, 2)
+    assert torch.allclose(p[1], F.normalize(emb[2:].mean(0), dim=0), atol=1e-6)
+
+
+def test_cpe_margin_raises_the_loss_and_gradients_flow():
+    g = torch.Generator().manual_seed(0)
+    emb = F.normalize(torch.randn(12, 16, generator=g), dim=1).requires_grad_(True)
+    cls = torch.arange(12) % 3
+    protos = prototypes(emb, cls, 3)
+    plain = cpe_loss(emb, protos, cls, alpha=16, margin=0.0)
+    with_margin = cpe_loss(emb, protos, cls, alpha=16, margin=0.4)
+    assert with_margin.item() > plain.item()
+    with_margin.backward()
+    assert emb.grad is not None and float(emb.grad.abs().sum()) > 0
+
+
+def test_cpe_training_separates_prototypes():
+    """Optimising the CPE loss pushes the prototypes of different classes apart."""
+    g = torch.Generator().manual_seed(1)
+    base = torch.randn(1, 16, generator=g)
+    raw = (base + 0.3 * torch.randn(12, 16, generator=g)).requires_grad_(True)  # collapsed
+    cls = torch.arange(12) % 3
+    opt = torch.optim.SGD([raw], lr=0.5)
+
+    def max_proto_cos() -> float:
+        p = prototypes(F.normalize(raw, dim=1), cls, 3)
+        c = p @ p.t()
+        return float((c - 2 * torch.eye(3)).max())
+
+    before = max_proto_cos()
+    for _ in range(50):
+        emb = F.normalize(raw, dim=1)
+        loss = cpe_loss(emb, prototypes(emb, cls, 3), cls, alpha=16, margin=0.3)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert max_proto_cos() < before - 0.3
+
+
+def test_gumbel_topk_picks_distinct_one_hot_rows_with_gradient():
+    logits = torch.randn(2, 3, 50, requires_grad=True)
+    sel = gumbel_topk(logits, 5, generator=torch.Generator().manual_seed(0))
+    assert sel.shape == (2, 3, 5, 50)
+    hard = sel.detach()
+    assert torch.allclose(hard.sum(-1), torch.ones(2, 3, 5), atol=1e-5)
+    assert torch.allclose(hard.round(), hard, atol=1e-5)  # one-hot forward
+    assert bool((hard.sum(-2) <= 1 + 1e-5).all())  # no token twice
+    (sel * torch.randn(50)).sum().backward()
+    assert float(logits.grad.abs().sum()) > 0  # straight-through: soft gradient
+
+
+def test_gumbel_topk_without_noise_is_the_hard_topk():
+    logits = torch.randn(4, 64)
+    sel = gumbel_topk(logits, 6, noise=False)
+    picked = sel.argmax(-1).sort(-1).values
+    assert torch.equal(picked, hard_topk(logits, 6).sort(-1).values)
+
+
+def test_training_smoke_run_improves_validation_loss(tmp_path: Path):
+    """A short episodic run on cached synthetic features lowers the held-out loss."""
+    from inspector.training.episodes import FeatureCache, Source
+    from inspector.training.train import TrainConfig, train
+
+    cache = FeatureCache.load_or_build([Source("synthetic", "synthetic", n=12, seed=3)], 160,
+                                       tmp_path / "cache", progress=False)
+    assert cache.a["f8"].shape[1:] == (40, 20, 20)
+    again = FeatureCache.load_or_build([Source("synthetic", "synthetic", n=12, seed=3)], 160,
+                                       tmp_path / "cache", progress=False)
+    assert np.array_equal(again.a["inst_box"], cache.a["inst_box"])  # read back, same data
+    cfg = TrainConfig(steps=15, warmup=1, val_episodes=8, threads=2, lr=3e-3, max_minutes=5)
+    _, record = train(cache, cfg, NetConfig(top_k=10), progress=False)
+    assert record["steps_done"] == 15
+    assert record["val_after"]["loss"] < 0.8 * record["val_before"]["loss"]
