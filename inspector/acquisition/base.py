@@ -8,7 +8,8 @@ the pipeline can notice shutdown and stalls.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import ClassVar
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 from inspector.core.errors import InspectorError
 from inspector.core.frames import Frame, FramePool
@@ -48,6 +49,11 @@ class FrameSource(ABC):
 
     def trigger(self) -> None:
         """Fire a software trigger; sources that free-run ignore it."""
+
+    def apply_features(self, features: Mapping[str, Any]) -> dict[str, Any]:
+        """Apply a recipe's `camera_features` (GenICam nodes) and return what was written.
+        Sources without a GenICam node map (synthetic, replay) have nothing to set."""
+        return {}
 
     def close(self) -> None:
         """Release resources; must be safe to call twice."""

@@ -47,6 +47,28 @@ def control_path(cfg: StationConfig) -> Path:
     return cfg.storage.state_dir / "control.sock"
 
 
+def apply_camera_features(sources: list, features: dict, previous: dict) -> None:
+    """A recipe's `camera_features` on every camera, all or nothing: when a camera refuses
+    (unknown node, value out of range, camera offline), the cameras already changed get
+    `previous` (the running recipe's features) back and the error names the camera, so a
+    switch fails with an error ack and the line keeps its old recipe and settings."""
+    if not features and not previous:
+        return
+    done = []
+    for src in sources:
+        try:
+            src.apply_features(features)
+        except Exception as exc:
+            for d in reversed(done):
+                try:
+                    d.apply_features(previous)
+                except Exception as back:  # the camera stays as the new recipe left it
+                    log.error("camera %s: restoring the previous camera_features failed: %s",
+                              d.name, back)
+            raise ValueError(f"camera_features: {exc}") from None
+        done.append(src)
+
+
 def load_active(path: Path, progress: bool = False, expect_rev: int | None = None,
                 isolate: bool = False) -> ActiveRecipe:
     """Validate a recipe and enrol its detector: only a fully ready recipe is returned.
@@ -119,6 +141,12 @@ class Service:
             for src in sources:
                 src.open(pool)
                 opened.append(src)
+        except Exception:
+            for src in opened:
+                src.close()
+            raise
+        try:  # the recipe's camera features, before the first frame is judged
+            apply_camera_features(sources, active.recipe.camera_features, {})
         except Exception:
             for src in opened:
                 src.close()
@@ -197,6 +225,8 @@ class Service:
         t0 = time.monotonic()
         folder = find_recipe(Path(self.cfg.recipes_dir), recipe_id)
         active = load_active(folder, expect_rev=rev, isolate=True)
+        apply_camera_features(self.pipeline.sources, active.recipe.camera_features,
+                              self.pipeline.active.recipe.camera_features)
         self.pipeline.swap(active)
         log.info("switch to %s rev %s took %.2f s", recipe_id, active.recipe.rev,
                  time.monotonic() - t0)

@@ -8,10 +8,12 @@ from pathlib import Path
 
 import genicam
 import pytest
+import yaml
 
 from inspector.config.station import load_config
 from inspector.runtime.service import Service
 from tests.helpers.files import REPO, write_config
+from tests.helpers.recipe_factory import make_recipe
 
 CTI = Path(genicam.__file__).parent / "viky.cti"
 pytestmark = pytest.mark.skipif(not CTI.is_file(), reason=f"simulated producer {CTI} not found")
@@ -45,6 +47,49 @@ def test_service_inspects_viky_frames(tmp_path: Path) -> None:
     assert c["frames_in"] == c["results"] + c.get("dropped_queue", 0) + c.get(
         "dropped_shutdown", 0)
     assert all(r["code"] != 65535 for r in lines), "viky frames could not be inspected"
+
+
+def _recipe(folder: Path, rid: str, features: dict) -> Path:
+    make_recipe(folder, rid, size=64, n_normal=4)
+    doc = yaml.safe_load((folder / "recipe.yaml").read_text())
+    doc["camera_features"] = features
+    (folder / "recipe.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    return folder
+
+
+def test_recipe_camera_features_are_applied_on_start_and_switch(tmp_path: Path) -> None:
+    """A recipe's camera_features reach the camera at start and at each switch; a switch
+    whose features the camera refuses fails, and recipe and camera stay as they were."""
+    recipes = tmp_path / "recipes"
+    first = _recipe(recipes / "first", "first", {"Width": 320})
+    _recipe(recipes / "second", "second", {"Width": 256, "Height": 200})
+    _recipe(recipes / "bad", "bad", {"Width": 256, "NoSuchNode": 1})
+    cfg = load_config(write_config(
+        tmp_path / "station.yaml", first,
+        cameras=[{"name": "line-cam", "source": {
+            "kind": "genicam", "cti": str(CTI), "serial_number": "1",
+            "features": {"PixelFormat": "Mono8", "Width": 512, "Height": 512}}}],
+        console=False,
+    ))
+    service = Service(cfg)
+    service.start()
+    try:
+        cam = service.pipeline.sources[0]
+
+        def size() -> tuple[int, int]:
+            info = {n["name"]: n["value"] for n in cam.node_info(["Width", "Height"])}
+            return info["Width"], info["Height"]
+
+        assert size() == (320, 512)  # the station's Height, the recipe's Width
+        assert service.switch_recipe("second")["id"] == "second"
+        assert size() == (256, 200)
+        with pytest.raises(ValueError, match="camera_features: .*line-cam.*NoSuchNode"):
+            service.switch_recipe("bad")
+        assert service.pipeline.active.recipe.id == "second" and size() == (256, 200)
+        service.switch_recipe("first")  # Height is not the recipe's: back to the station's
+        assert size() == (320, 512)
+    finally:
+        service.stop()
 
 
 def test_camera_cli_lists_devices_and_nodes() -> None:
