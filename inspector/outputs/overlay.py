@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import cv2
 import numpy as np
 
@@ -40,11 +38,3 @@ def draw(image: np.ndarray, result: dict) -> np.ndarray:
     cv2.putText(out, head, (6, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.5,
                 (0, 0, 255) if result["verdict"] == "NG" else (0, 200, 0), 1, cv2.LINE_AA)
     return out
-
-
-def write_overlay(folder: Path, image: np.ndarray, result: dict) -> Path:
-    """Draw the result on the image and save it as a PNG named after camera, seq and part."""
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{result['camera']}_{result['seq']:06d}_{result['part_id']}.png"
-    cv2.imwrite(str(path), draw(image, result))
-    return path

@@ -15,7 +15,7 @@ The achieved rate on the held-out parts is reported with the threshold.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -35,9 +35,6 @@ class Calibration:
     method: str  # "empirical" or "gumbel-tail"
     score_max: float
     score_median: float
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
     def summary(self) -> str:
         return (f"unknown threshold {self.threshold:.4g} ({self.method}): false-alarm rate "

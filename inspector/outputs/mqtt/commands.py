@@ -47,9 +47,6 @@ class RecipeCommands:
         self._thread = threading.Thread(target=self._work, name="mqtt-commands", daemon=True)
         self._started = False
 
-    def set_handler(self, handler: RecipeHandler | None) -> None:
-        self._handler = handler
-
     def start(self) -> None:
         self._started = True
         self._thread.start()

@@ -41,13 +41,6 @@ def decode(name: str, payload: bytes) -> object:
     return text if name in TEXT_PAYLOADS else json.loads(text)
 
 
-def validate_payload(name: str, payload: bytes) -> object:
-    """Decode and validate; raises ValueError (bad JSON/UTF-8) or jsonschema.ValidationError."""
-    doc = decode(name, payload)
-    validator(name).validate(doc)
-    return doc
-
-
 def first_error(name: str, doc: object) -> str | None:
     """A one-line description of the most relevant schema error, or None if valid."""
     from jsonschema.exceptions import best_match

@@ -168,10 +168,6 @@ class MqttSink(ResultSink):
         }}
         self.publisher.send(self.topics.stats, _dumps(doc).encode("utf-8"), qos=0)
 
-    def set_recipe_handler(self, handler: RecipeHandler | None) -> None:
-        """`handler(recipe_id, rev) -> {id, rev, sha256}`; raise with a message to refuse."""
-        self.commands.set_handler(handler)
-
     @property
     def connected(self) -> bool:
         return self.publisher.connected.is_set()
