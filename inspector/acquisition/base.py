@@ -50,6 +50,12 @@ class FrameSource(ABC):
     def trigger(self) -> None:
         """Fire a software trigger; sources that free-run ignore it."""
 
+    @property
+    def triggered(self) -> bool:
+        """True for sources that deliver only when triggered: an idle line then has no
+        frames, and the supervisor must not call that a fault."""
+        return False
+
     def apply_features(self, features: Mapping[str, Any]) -> dict[str, Any]:
         """Apply a recipe's `camera_features` (GenICam nodes) and return what was written.
         Sources without a GenICam node map (synthetic, replay) have nothing to set."""

@@ -168,6 +168,10 @@ class GenicamSource(FrameSource):
                 self._hub.release()
                 self._hub = None
 
+    @property
+    def triggered(self) -> bool:
+        return self.cfg.trigger.mode != "off"
+
     def status(self) -> str:
         """`online` while an acquirer streams, else `offline`."""
         ia = self._ia

@@ -216,10 +216,6 @@ def _child_limits() -> None:
     resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu))
 
 
-def _cacheable(detector: Detector) -> bool:
-    return type(detector).load_enrolled_state is not Detector.load_enrolled_state
-
-
 def enroll_isolated(recipe: Recipe, detector: Detector, timeout: float | None = None
                     ) -> CacheOutcome:
     """enroll_cached() for a switch while the line runs.
@@ -233,7 +229,7 @@ def enroll_isolated(recipe: Recipe, detector: Detector, timeout: float | None = 
     why = load(recipe, detector)
     if not why:
         return CacheOutcome(True, "", time.monotonic() - t0, path=cache_paths(recipe)[0])
-    if not ISOLATE_SWITCH_ENROLMENT or not _cacheable(detector):
+    if not ISOLATE_SWITCH_ENROLMENT or not detector.cacheable:
         return enroll_cached(recipe, detector)
     log.info("recipe %s rev %s: enrolling in a child process (%s)", recipe.id, recipe.rev, why)
     root = str(Path(__file__).resolve().parents[2])

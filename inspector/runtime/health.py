@@ -37,7 +37,7 @@ def stats_payload(service) -> dict:
     """Every health figure of a started Service (see the stats schema)."""
     p = service.pipeline
     snap = p.stats.snapshot()
-    archive = getattr(p, "archive", None)
+    archive = p.archive
     if archive is not None:
         snap["counters"].update(archive.stats.snapshot()["counters"])
     c = snap["counters"]

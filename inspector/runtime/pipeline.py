@@ -260,7 +260,7 @@ class Pipeline:
             frame.stamp("preprocess")
             detections = detector.detect(pre.image)
             frame.stamp("infer")
-            timing = dict(getattr(detector, "last_timing", None) or {})  # read before the next
+            timing = dict(detector.last_timing)  # read before the next
             verdict = decide(detections, recipe, mm_per_px)
             if not verdict.ok:  # sizes in mm and the scale's source, in `reasons`
                 sizes = size_reason(detections, verdict.accepted, mm_per_px, pre.scale_source)

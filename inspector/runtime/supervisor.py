@@ -49,12 +49,6 @@ class _Camera:
     failed_restarts: int = 0  # restarts since the last frame
 
 
-def triggered(src: FrameSource) -> bool:
-    """True for sources that deliver only when triggered (idle line: no frames, no fault)."""
-    trig = getattr(getattr(src, "cfg", None), "trigger", None)
-    return getattr(trig, "mode", "off") != "off"
-
-
 class Supervisor:
     """Watches the pipeline's progress on each tick, heals what it can, feeds the watchdog."""
 
@@ -165,7 +159,7 @@ class Supervisor:
             elif not offline:
                 st.offline_since = None
             silent = now - max(last, st.restarted_at)
-            expects_frames = not src.paced_by_consumer and not triggered(src)
+            expects_frames = not src.paced_by_consumer and not src.triggered
             off_for = now - max(st.offline_since, st.restarted_at) if offline else 0.0
             if not ((expects_frames and silent > cfg.frame_timeout_s)
                     or off_for > cfg.frame_timeout_s):

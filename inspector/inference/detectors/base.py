@@ -87,6 +87,16 @@ class Detector(ABC):
     def detect(self, image: np.ndarray) -> list[Detection]:
         """Find defects in one mono uint8 image."""
 
+    # ms per internal step of the last detect() (encode_ms, head_ms, unknown_ms); detectors
+    # that split their time assign their own dict, the others keep this empty one
+    last_timing: dict[str, float] = {}  # noqa: RUF012 - read-only default
+
+    @property
+    def cacheable(self) -> bool:
+        """Whether load_enrolled_state() can restore an enrolment (a recipe cache, the
+        child-process enrolment of a switch); detectors that can say so."""
+        return False
+
     def enrolled_state(self) -> dict[str, np.ndarray] | None:
         """Arrays that fully describe the enrolment (prototypes, normal bank), so that a
         recipe cache (.npz, no pickle) can restore it; None if not cacheable."""

@@ -97,6 +97,7 @@ class MatchDetector(EncodedDetector):
     """The training-free matcher: prompt crops as templates, scored against good surface."""
 
     kind = "match"
+    cacheable = True  # enrolled_state / load_enrolled_state
 
     def __init__(self, params: dict | None = None) -> None:
         self.params = MatchParams.parse(params)

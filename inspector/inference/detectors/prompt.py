@@ -97,6 +97,7 @@ class PromptDetector(EncodedDetector):
     """The visual-prompt detector: prototypes from the prompts, graphs run on a backend."""
 
     kind = "prompt"
+    cacheable = True  # enrolled_state / load_enrolled_state
 
     def __init__(self, params: dict | None = None) -> None:
         self.params = PromptParams.parse(params or {})

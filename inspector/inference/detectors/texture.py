@@ -89,6 +89,7 @@ class TextureDetector(Detector):
     """Band-pass good-part model + nearest-prototype classifier on region descriptors."""
 
     kind = "texture"
+    cacheable = True  # enrolled_state / load_enrolled_state
 
     def __init__(self, params: dict | None = None) -> None:
         self.params = TextureParams.parse(params or {})

@@ -78,7 +78,7 @@ class WithUnknown(Detector):
     def detect(self, image: np.ndarray) -> list[Detection]:
         if not self.active:
             dets = self.inner.detect(image)
-            self.last_timing = dict(getattr(self.inner, "last_timing", None) or {})
+            self.last_timing = dict(self.inner.last_timing)
             return dets
         # the branch runs beside the inner detector: both spend most of their time in
         # ONNX Runtime / faiss, which release the GIL (measured on 2 cores, detect p50:
@@ -88,7 +88,7 @@ class WithUnknown(Detector):
             dets = self.inner.detect(image)
         finally:
             regions, branch_ms = branch.result()
-        self.last_timing = dict(getattr(self.inner, "last_timing", None) or {})
+        self.last_timing = dict(self.inner.last_timing)
         self.last_timing["unknown_ms"] = branch_ms
         named = [d for d in dets if not d.unknown
                  and d.score >= self.thresholds.get(d.cls, 0.0)]
@@ -110,6 +110,10 @@ class WithUnknown(Detector):
         if self.active:
             state.update({BRANCH + k: v for k, v in self.branch.state().items()})
         return state
+
+    @property
+    def cacheable(self) -> bool:
+        return self.inner.cacheable
 
     def load_enrolled_state(self, state: dict[str, np.ndarray]) -> None:
         """Restore enrolled_state(); ValueError (changing nothing) if it does not fit."""
