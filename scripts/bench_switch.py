@@ -50,7 +50,6 @@ from inspector.acquisition.synthetic_parts import (  # noqa: E402
     write_png,
 )
 from inspector.config.station import load_config  # noqa: E402
-from inspector.recipes import cache as recipe_cache  # noqa: E402
 from inspector.recipes.cache import CACHE_DIR  # noqa: E402
 from inspector.recipes.recipe import load_recipe  # noqa: E402
 from inspector.runtime.control import call  # noqa: E402
@@ -152,7 +151,7 @@ def run_service(root: Path, args) -> dict:
         for i, (name, cold) in enumerate(plan):
             if cold:  # recipe c's cache removed: the switch enrols
                 shutil.rmtree(root / "recipes" / "c" / CACHE_DIR, ignore_errors=True)
-            recipe_cache.ISOLATE_SWITCH_ENROLMENT = cold != "in-process"
+            svc.isolate_enrolment = cold != "in-process"
             d0 = dropped()
             t0 = time.monotonic()
             answer = call(sock, {"cmd": "switch", "recipe_id": name}, timeout=3600)
@@ -164,7 +163,6 @@ def run_service(root: Path, args) -> dict:
                              "dropped": dropped() - d0})
             time.sleep(max(args.interval - SETTLE_S, 0))
     finally:
-        recipe_cache.ISOLATE_SWITCH_ENROLMENT = True
         svc.stop()
     c = svc.pipeline.stats.counters
     return {"results": results, "switches": switches, "counters": dict(c),

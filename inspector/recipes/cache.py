@@ -197,7 +197,6 @@ def enroll_cached(
 
 
 # --- enrolment beside a running line ----------------------------------------------------
-ISOLATE_SWITCH_ENROLMENT = True  # scripts/bench_switch.py turns it off to compare
 WORKER_NICE = 0  # > 0 favours inspection on a saturated CPU, but can starve the enrolment
 # Limits of the enrolment child (a hostile recipe must not take the line PC's memory or
 # hold a switch for long); the demo recipe peaks near 2.4 GB of address space.
@@ -229,7 +228,7 @@ def enroll_isolated(recipe: Recipe, detector: Detector, timeout: float | None = 
     why = load(recipe, detector)
     if not why:
         return CacheOutcome(True, "", time.monotonic() - t0, path=cache_paths(recipe)[0])
-    if not ISOLATE_SWITCH_ENROLMENT or not detector.cacheable:
+    if not detector.cacheable:
         return enroll_cached(recipe, detector)
     log.info("recipe %s rev %s: enrolling in a child process (%s)", recipe.id, recipe.rev, why)
     root = str(Path(__file__).resolve().parents[2])
