@@ -15,6 +15,7 @@ from pathlib import Path
 
 import cv2
 
+from inspector.core.coco import decode_segmentation
 from inspector.core.validation import InvalidFile
 from inspector.recipes.recipe import IMAGE_SUFFIXES, Recipe, _json_lines, load_recipe
 
@@ -86,8 +87,6 @@ def _check_normals(recipe: Recipe, report: CheckReport) -> set[tuple[int, int]]:
 
 
 def _check_prompts(recipe: Recipe, report: CheckReport, normal_shapes: set) -> None:
-    from pycocotools import mask as mask_utils
-
     file = recipe.folder / recipe.prompts
     text = file.read_text(encoding="utf-8")
     coco = json.loads(text)
@@ -99,7 +98,7 @@ def _check_prompts(recipe: Recipe, report: CheckReport, normal_shapes: set) -> N
 
     images = _check_ids(coco, report, where)
     sizes = _check_prompt_images(recipe, report, where, coco, images, normal_shapes)
-    _check_annotations(coco, report, where, sizes, mask_utils)
+    _check_annotations(coco, report, where, sizes)
     names = {c.get("id"): c.get("name") for c in coco["categories"]}
     described = {names.get(a.get("category_id")) for a in coco["annotations"]}
     for c in recipe.classes:
@@ -154,7 +153,7 @@ def _check_prompt_images(recipe: Recipe, report: CheckReport, where: Callable[..
 
 
 def _check_annotations(coco: dict, report: CheckReport, where: Callable[..., str],
-                       sizes: dict, mask_utils) -> None:
+                       sizes: dict) -> None:
     """Boxes lie inside their decoded image and segmentations decode to a non-empty mask."""
     for n, ann in enumerate(coco["annotations"]):
         shape = sizes.get(ann.get("image_id"))
@@ -168,21 +167,13 @@ def _check_annotations(coco: dict, report: CheckReport, where: Callable[..., str
         seg = ann.get("segmentation")
         if seg:
             try:
-                _check_segmentation(mask_utils, seg, h, w)
+                _check_segmentation(seg, h, w)
             except (TypeError, ValueError, AttributeError) as exc:
                 report.errors.append(f"{where('annotations', n, 'segmentation')}: "
                                      f"annotations[{n}].segmentation: {exc}")
 
 
-def _check_segmentation(mask_utils, seg, h: int, w: int) -> None:
+def _check_segmentation(seg, h: int, w: int) -> None:
     """Raise unless `seg` (polygons or RLE) decodes to a non-empty mask of the image size."""
-    if isinstance(seg, list):
-        rle = mask_utils.merge(mask_utils.frPyObjects(seg, h, w))
-    elif isinstance(seg.get("counts"), list):
-        rle = mask_utils.frPyObjects(seg, h, w)
-    else:
-        if list(seg.get("size", [])) != [h, w]:
-            raise ValueError(f"size {seg.get('size')} is not the image's [{h}, {w}]")
-        rle = seg
-    if not mask_utils.decode(rle).any():
+    if not decode_segmentation(seg, h, w).any():
         raise ValueError("empty mask")
