@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from inspector.acquisition import build_source
 from inspector.config.station import StationConfig
+from inspector.core import workers
 from inspector.core.frames import FramePool
 from inspector.decision.results import ResultBuilder
 from inspector.outputs.archive import Archive
@@ -307,4 +308,5 @@ class Service:
             except Exception:
                 log.exception("closing sink %s failed", type(sink).__name__)
         self.sinks = []
+        workers.shutdown()  # the shared pools (unknown branch, spectral CPU) end with us
         self.lock.release()

@@ -17,12 +17,11 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from inspector.core.workers import pool
 from inspector.inference.detectors.base import Detection, Detector, PromptExample
 from inspector.inference.unknown.branch import UnknownBranch, UnknownParams
 
@@ -83,7 +82,7 @@ class WithUnknown(Detector):
         # the branch runs beside the inner detector: both spend most of their time in
         # ONNX Runtime / faiss, which release the GIL (measured on 2 cores, detect p50:
         # -6 % on a quiet machine, -17 % beside other work; BENCHMARKS.md)
-        branch = _branch_worker().submit(self._timed_branch, image)
+        branch = pool("unknown-branch", 1).submit(self._timed_branch, image)
         try:
             dets = self.inner.detect(image)
         finally:
@@ -135,20 +134,6 @@ class WithUnknown(Detector):
         h.update(self.branch.sha256().encode() if self.active or self.branch.bank is None
                  else b"off")
         return h.hexdigest()
-
-
-_WORKER: ThreadPoolExecutor | None = None
-_WORKER_LOCK = threading.Lock()
-
-
-def _branch_worker() -> ThreadPoolExecutor:
-    """One `unknown-branch` thread for the process, shared by every recipe's detector (a
-    recipe switch must not leave threads behind; one frame is inspected at a time)."""
-    global _WORKER
-    with _WORKER_LOCK:
-        if _WORKER is None:
-            _WORKER = ThreadPoolExecutor(1, thread_name_prefix="unknown-branch")
-        return _WORKER
 
 
 def wrap_with_unknown(inner: Detector, rule, thresholds: dict[str, float] | None = None

@@ -23,13 +23,12 @@ from __future__ import annotations
 
 import math
 import os
-import threading
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import scipy.fft
 from numba import njit
 
+from inspector.core.workers import pool
 from inspector.inference.spectral.spec import TINY, full_scale, tables
 
 CHUNK_PIXELS = 64 * 64 * 32  # RoIs per chunk: batch + spectrum stay in a core's L2 cache
@@ -261,7 +260,7 @@ def radial_profiles_cpu(
         return out, dc
     bounds = np.linspace(0, n, nthreads + 1).astype(int)
     futures = [
-        _pool(nthreads).submit(
+        pool("spectral-cpu", nthreads).submit(
             _run_range, frame, boxes, int(lo), int(hi), size, win, scale, log, tab, out, dc
         )
         for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)
@@ -269,16 +268,3 @@ def radial_profiles_cpu(
     for fut in futures:
         fut.result()
     return out, dc
-
-
-_POOLS: dict[int, ThreadPoolExecutor] = {}
-_POOL_LOCK = threading.Lock()
-
-
-def _pool(nthreads: int) -> ThreadPoolExecutor:
-    """One long-lived pool per size: creating threads per call would cost ~0.1 ms each."""
-    with _POOL_LOCK:
-        pool = _POOLS.get(nthreads)
-        if pool is None:
-            pool = _POOLS[nthreads] = ThreadPoolExecutor(nthreads, "spectral-cpu")
-        return pool
