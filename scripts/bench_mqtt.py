@@ -94,7 +94,7 @@ def run_mode(broker: Broker, folder: Path, mode: str, count: int, paced: int,
             sink.emit(r)
         t_emitted = time.monotonic()
         wait(lambda: acks.results >= count, 300)
-        t_last = max(acks.t[("result", r["event_id"])] for r in batch)
+        t_last = max(acks.t[("result", r.event_id)] for r in batch)
         throughput = count / (t_last - t0)
         commit_rate = count / (t_emitted - t0)
 
@@ -105,7 +105,7 @@ def run_mode(broker: Broker, folder: Path, mode: str, count: int, paced: int,
             due = start + i / rate
             while (now := time.monotonic()) < due:
                 time.sleep(min(due - now, 0.002))
-            ready[r["event_id"]] = time.monotonic()  # result ready, handed to the sink
+            ready[r.event_id] = time.monotonic()  # result ready, handed to the sink
             sink.emit(r)
         wait(lambda: acks.results >= count + paced, 120)
         lat = {kind: np.array([(acks.t[(kind, e)] - t) * 1e3 for e, t in ready.items()])

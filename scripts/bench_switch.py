@@ -132,9 +132,9 @@ def run_service(root: Path, args) -> dict:
 
     def on_result(f) -> None:
         with lock:
-            results.append({"frame_id": f.result["frame_id"], "recipe": f.result["recipe"]["id"],
+            results.append({"frame_id": f.result.frame_id, "recipe": f.result.recipe.id,
                             "t_done": time.monotonic(), "t_arrival": f.frame.t_arrival,
-                            "latency": f.result["latency_ms"]["total"]})
+                            "latency": f.result.latency_ms.total})
 
     svc = Service(cfg, on_result=on_result)
     svc.start()

@@ -42,7 +42,7 @@ class Collector:
     def on_result(self, item: Finished) -> None:
         now = time.monotonic()
         f, st = item.frame, item.frame.stamps
-        eid = str(item.result["event_id"])
+        eid = item.result.event_id
         vals = [self._cam.get(f.camera, -1.0), f.t_arrival,
                 *(st.get(s, _NAN) for s in ("queue", "preprocess", "infer", "decide")),
                 now, _NAN, _NAN, *(item.timing.get(k, _NAN) for k in COLUMNS[9:])]

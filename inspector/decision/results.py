@@ -1,4 +1,4 @@
-"""Results: build the `inspector.result/1` payload for one inspected part.
+"""Results: build the `inspector.result/1` Result (core.result) for one inspected part.
 
 Every result gets a unique `event_id` (consumers de-duplicate on it) and a `(session,
 seq)` pair that increases by one per result, so consumers can see gaps.
@@ -17,10 +17,10 @@ from importlib import resources
 import numpy as np
 
 from inspector.core.frames import Frame
+from inspector.core.result import SCHEMA, Result
 from inspector.decision.verdict import Verdict
 from inspector.inference.detectors.base import Detection
 
-SCHEMA = "inspector.result/1"
 STAGES = ("acq", "queue", "preprocess", "infer", "decide")
 
 
@@ -46,13 +46,14 @@ class ResultBuilder:
         mm_per_px: float,
         offset: tuple[int, int] = (0, 0),
         image_uri: str | None = None,
-    ) -> dict:
+    ) -> Result:
+        """The validated Result of one part (the model checks it against the contract)."""
         h, w = frame.image.shape[:2]
         defects = [
             defect_payload(d, acc, mm_per_px, offset, (h, w))
             for d, acc in zip(detections, verdict.accepted, strict=True)
         ]
-        return {
+        return Result.model_validate({
             "schema": SCHEMA,
             "event_id": uuid.uuid4().hex,
             "session": self.session,
@@ -71,7 +72,7 @@ class ResultBuilder:
             "latency_ms": latency_ms(frame),
             "image_uri": image_uri,
             "replayed": False,
-        }
+        })
 
 
 def latency_ms(frame: Frame) -> dict:

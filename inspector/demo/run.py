@@ -44,15 +44,15 @@ class Tally:
     def add(self, item: Finished) -> None:
         truth = item.frame.truth or []
         res = item.result
-        counted = [d for d in res["defects"] if d["accepted"]]
-        sizes = [(d["area_mm2"], length_px(det) * (d["area_mm2"] / d["area_px"]) ** 0.5)
-                 for d, det in zip(res["defects"], item.detections, strict=False)
-                 if d["accepted"] and d["area_px"] > 0]
+        counted = [d for d in res.defects if d.accepted]
+        sizes = [(d.area_mm2, length_px(det) * (d.area_mm2 / d.area_px) ** 0.5)
+                 for d, det in zip(res.defects, item.detections, strict=False)
+                 if d.accepted and d.area_px > 0]
         with self.lock:
             self.parts += 1
             self.areas_mm2 += [a for a, _ in sizes]
             self.lengths_mm += [length for _, length in sizes]
-            ng = res["verdict"] == "NG"
+            ng = res.verdict == "NG"
             self.ng += ng
             if item.frame.truth is None:  # a real camera: no ground truth to score
                 return
@@ -64,11 +64,11 @@ class Tally:
                 self.tn += not ng
             for t in truth:
                 self.defects += 1
-                hits = [d for d in counted if _iou(d["bbox"], t.bbox) >= 0.1]
+                hits = [d for d in counted if _iou(d.bbox, t.bbox) >= 0.1]
                 if hits:
                     self.found += 1
-                    best = max(hits, key=lambda d: _iou(d["bbox"], t.bbox))
-                    self.class_ok += best["class"] == t.kind
+                    best = max(hits, key=lambda d: _iou(d.bbox, t.bbox))
+                    self.class_ok += best.cls == t.kind
 
 
 def run_demo(

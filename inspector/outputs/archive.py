@@ -36,6 +36,7 @@ import numpy as np
 
 from inspector.config.sections import ArchiveConfig
 from inspector.core.atomic import write_bytes_atomic
+from inspector.core.result import Result
 from inspector.core.stats import Stats
 from inspector.outputs.overlay import draw
 
@@ -54,7 +55,7 @@ def _atomic_write(path: Path, data: bytes) -> None:
 @dataclass
 class _Job:
     image: np.ndarray
-    result: dict
+    result: Result
     files: list[tuple[str, Path]]  # (kind, final path)
 
 
@@ -113,7 +114,7 @@ class Archive:
 
     # -- result thread ---------------------------------------------------------------
 
-    def submit(self, image: np.ndarray, result: dict) -> str | None:
+    def submit(self, image: np.ndarray, result: Result) -> str | None:
         """Queue the files this part gets; return the result's image_uri (None: none)."""
         files = self._plan(result)
         if not files:
@@ -128,13 +129,13 @@ class Archive:
             self._drop("queue_full", "the archive thread is behind (queue full): "
                        "images not archived")
             return None
-        uri_kind = "overlays" if result["verdict"] == "NG" and self.cfg.ng_overlays else None
+        uri_kind = "overlays" if result.verdict == "NG" and self.cfg.ng_overlays else None
         path = next(p for k, p in files if uri_kind is None or k == uri_kind)
         return path.resolve().as_uri()
 
-    def _plan(self, result: dict) -> list[tuple[str, Path]]:
+    def _plan(self, result: Result) -> list[tuple[str, Path]]:
         cfg = self.cfg
-        if result["verdict"] == "NG":
+        if result.verdict == "NG":
             kinds = [k for k, on in (("overlays", cfg.ng_overlays), ("ng", cfg.ng_images)) if on]
         else:
             self._ok_seen += 1
@@ -142,10 +143,10 @@ class Archive:
             kinds = ["ok"] if keep else []
         if not kinds:
             return []
-        ts = datetime.fromtimestamp(float(result["ts_capture"]), UTC)
-        part = _UNSAFE.sub("-", str(result["part_id"]))[:64]
-        name = (f"{ts:%H%M%S}_{_UNSAFE.sub('-', result['camera'])}_{int(result['seq']):06d}_"
-                f"{part}_{str(result['event_id'])[:8]}.{cfg.format}")
+        ts = datetime.fromtimestamp(result.ts_capture, UTC)
+        part = _UNSAFE.sub("-", result.part_id)[:64]
+        name = (f"{ts:%H%M%S}_{_UNSAFE.sub('-', result.camera)}_{result.seq:06d}_"
+                f"{part}_{result.event_id[:8]}.{cfg.format}")
         return [(k, self.root / k / f"{ts:%Y-%m-%d}" / name) for k in kinds]
 
     def _drop(self, why: str, msg: str) -> None:

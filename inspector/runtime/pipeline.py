@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from inspector.acquisition.base import EndOfStream, FrameSource, SourceError
 from inspector.core.frames import Frame
 from inspector.core.queues import DropOldestQueue
+from inspector.core.result import Result
 from inspector.core.stats import Stats
 from inspector.decision.results import ResultBuilder
 from inspector.decision.sizes import size_reason
@@ -57,10 +58,10 @@ class ActiveRecipe:
 
 @dataclass
 class Finished:
-    """What the result thread needs besides the result dict."""
+    """What the result thread needs besides the Result."""
 
     frame: Frame
-    result: dict
+    result: Result
     detections: list[Detection]
     verdict: Verdict
     offset: tuple[int, int]
@@ -287,26 +288,26 @@ class Pipeline:
             try:
                 if self.archive is not None:  # never blocks: queues a copy or drops it
                     try:
-                        item.result["image_uri"] = self.archive.submit(item.frame.image,
-                                                                       item.result)
+                        item.result.image_uri = self.archive.submit(item.frame.image,
+                                                                    item.result)
                     except Exception:
                         self.stats.count("archive_errors")
-                        log.exception("archiving %s failed", item.result["event_id"])
+                        log.exception("archiving %s failed", item.result.event_id)
                 for sink in self.sinks:
                     try:
                         sink.emit(item.result)
                     except Exception as exc:
                         self.stats.count("sink_errors")
                         name = type(sink).__name__
-                        log.exception("sink %s failed on %s", name, item.result["event_id"])
+                        log.exception("sink %s failed on %s", name, item.result.event_id)
                         n = self.sink_failures.get(name, (0, "", 0.0))[0] + 1
-                        self.sink_failures[name] = (n, f"{item.result['event_id']}: "
+                        self.sink_failures[name] = (n, f"{item.result.event_id}: "
                                                     f"{str(exc)[:200]}", time.monotonic())
                 if self.on_result is not None:
                     self.on_result(item)
             finally:
                 self.emit_since = None
                 self.stats.count("results")
-                self.stats.count("ng" if item.result["verdict"] == "NG" else "ok")
-                self.stats.observe(item.result["latency_ms"])
+                self.stats.count("ng" if item.result.verdict == "NG" else "ok")
+                self.stats.observe(item.result.latency_ms.stages())
                 item.frame.done()

@@ -68,7 +68,7 @@ class Running:
     def __init__(self, cfg_path: Path, extra_sinks: list | None = None) -> None:
         self.made: list[str] = []
         self.svc = Service(load_config(cfg_path), extra_sinks=extra_sinks,
-                           on_result=lambda f: self.made.append(f.result["event_id"]))
+                           on_result=lambda f: self.made.append(f.result.event_id))
         self.svc.start()
         self.main = threading.Thread(target=self.svc.run_until_stopped, daemon=True)
         self.main.start()

@@ -14,6 +14,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from inspector.config.mqtt import MqttConfig
+from inspector.core.result import Result
 from inspector.outputs.mqtt import schemas
 from inspector.outputs.mqtt.topics import Topics
 from tests.helpers.mosquitto import Broker, mosquitto_binary
@@ -37,14 +38,14 @@ def wait_until(pred: Callable[[], bool], timeout: float, interval: float = 0.02)
     return pred()
 
 
-def make_result(session: str, seq: int, ok: bool | None = None) -> dict:
-    """A schema-valid `inspector.result/1` dict; every 5th part is NG unless told."""
+def make_result(session: str, seq: int, ok: bool | None = None) -> Result:
+    """A schema-valid `inspector.result/1` Result; every 5th part is NG unless told."""
     ok = (seq % 5 != 4) if ok is None else ok
     defects = [] if ok else [{
         "class": "scratch", "score": 0.91, "bbox": [10.0, 12.0, 30.0, 4.0], "area_px": 96.0,
         "area_mm2": 0.96, "mask": {"size": [480, 640], "counts": "PPYo0e0000O1000000O1Sk`0"},
         "prompt_id": "scratch-1", "unknown": False, "accepted": True}]
-    return {
+    return Result.model_validate({
         "schema": "inspector.result/1", "event_id": uuid.uuid4().hex, "session": session,
         "seq": seq, "ts_capture": time.time() - 0.05, "ts_done": time.time(),
         "camera": "cam0", "frame_id": seq, "part_id": f"P{seq:06d}",
@@ -55,7 +56,7 @@ def make_result(session: str, seq: int, ok: bool | None = None) -> dict:
         "latency_ms": {"acq": 1.0, "queue": 0.2, "preprocess": 2.0, "infer": 12.0,
                        "decide": 0.3, "total": 15.5},
         "image_uri": None, "replayed": False,
-    }
+    })
 
 
 def config(broker: Broker, tmp_path: Path, **kw: object) -> MqttConfig:

@@ -26,7 +26,7 @@ def main() -> int:
     for seq in range(count):
         result = make_result(session, seq)
         sink.emit(result)
-        print("committed", result["event_id"], flush=True)
+        print("committed", result.event_id, flush=True)
     end = time.monotonic() + 30
     while sink.outbox.depth() and time.monotonic() < end:
         time.sleep(0.02)

@@ -15,6 +15,7 @@ import numpy as np
 
 from inspector.acquisition.base import EndOfStream, FrameSource
 from inspector.core.frames import Frame
+from inspector.core.result import Result
 from inspector.inference.detectors.base import Detection, Detector
 from inspector.outputs.sinks.base import ResultSink
 
@@ -67,20 +68,28 @@ class ScratchDetector(Detector):
 
 
 class ListSink(ResultSink):
+    """Records the payload of every result it is given (what a consumer would receive)."""
+
     def __init__(self) -> None:
         self.results: list[dict] = []
 
-    def emit(self, result: dict) -> None:
-        self.results.append(result)
+    def emit(self, result: Result) -> None:
+        self.results.append(result.payload())
 
 
-def result(seq: int, ng: bool, camera: str = "cam0", ts: float | None = None) -> dict:
-    """The fields of an inspector.result/1 payload the archive and overlays use."""
+def result(seq: int, ng: bool, camera: str = "cam0", ts: float | None = None) -> Result:
+    """A Result for the archive and overlay tests (one counted scratch when NG)."""
+    t = time.time() if ts is None else ts
     defects = [{"class": "scratch", "score": 0.9, "bbox": [20.0, 20.0, 20.0, 10.0],
-                "accepted": True}] if ng else []
-    return {"event_id": uuid.uuid4().hex, "seq": seq, "camera": camera,
-            "part_id": f"P/{seq:04d}", "ts_capture": time.time() if ts is None else ts,
-            "verdict": "NG" if ng else "OK", "code": 11 if ng else 0, "defects": defects}
+                "area_px": 200.0, "area_mm2": 2.0, "accepted": True}] if ng else []
+    return Result.model_validate({
+        "event_id": uuid.uuid4().hex, "session": "test", "seq": seq, "ts_capture": t,
+        "ts_done": t, "camera": camera, "frame_id": seq, "part_id": f"P/{seq:04d}",
+        "recipe": {"id": "test-part", "rev": 1, "sha256": "0" * 64, "model_sha256": "0" * 64},
+        "verdict": "NG" if ng else "OK", "code": 11 if ng else 0, "score": 0.9 if ng else 0.0,
+        "reasons": [], "defects": defects, "latency_ms": {
+            "acq": 0.0, "preprocess": 0.0, "infer": 0.0, "decide": 0.0, "total": 0.0},
+        "image_uri": None})
 
 
 def fast_recipe(folder):

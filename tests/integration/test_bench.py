@@ -25,7 +25,7 @@ from inspector.cli.main import build_parser
 from inspector.config.sources import SyntheticSourceConfig
 from inspector.core.frames import FramePool
 from inspector.evaluation.plotting import line_chart
-from tests.helpers.mqtt_fixtures import needs_mosquitto
+from tests.helpers.mqtt_fixtures import make_result, needs_mosquitto
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -99,7 +99,8 @@ def test_collector_joins_pubacks_in_any_order():
     def finished(eid: str, camera: str) -> Finished:
         frame = Frame(np.zeros((2, 2), np.uint8), camera, 0, "p", 0.0, t_arrival=1.0,
                       stamps={"queue": 1.1, "preprocess": 1.2, "infer": 1.5, "decide": 1.6})
-        return Finished(frame, {"event_id": eid}, [], None, (0, 0))
+        return Finished(frame, make_result("s", 0).model_copy(update={"event_id": eid}), [],
+                        None, (0, 0))
 
     col = Collector(["cam0", "cam1"])
     col.on_ack("plc", "early", 1.7)  # the PUBACK beat on_result

@@ -39,7 +39,6 @@ from inspector.core.frames import FramePool
 from inspector.decision.results import ResultBuilder, schema
 from inspector.decision.sizes import MAX_LISTED
 from inspector.inference.detectors.base import Detection, Detector
-from inspector.outputs.sinks.base import ResultSink
 from inspector.preprocess.frame import Preprocessor
 from inspector.recipes.recipe import load_recipe
 from inspector.runtime.pipeline import ERROR_CODE, ActiveRecipe, Pipeline
@@ -56,6 +55,7 @@ from tests.helpers.calibration_scenes import (
     write,
 )
 from tests.helpers.files import RECIPE, REPO, write_config, write_recipe
+from tests.helpers.standins import ListSink
 
 
 class PitDetector(Detector):
@@ -76,14 +76,6 @@ class PitDetector(Detector):
                 crop = labels[y:y + h, x:x + w] == k
                 out.append(Detection("pit", 1.0, (x, y, w, h), crop, float(area)))
         return out
-
-
-class ListSink(ResultSink):
-    def __init__(self) -> None:
-        self.results: list[dict] = []
-
-    def emit(self, result: dict) -> None:
-        self.results.append(result)
 
 
 def calibrate(*argv) -> int:

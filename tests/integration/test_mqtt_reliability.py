@@ -53,7 +53,7 @@ def test_broker_stopped_mid_stream_every_event_arrives(tmp_path: Path) -> None:
                 broker.start()
             result = make_result("sess-r", seq)
             sink.emit(result)
-            emitted.append(result["event_id"])
+            emitted.append(result.event_id)
             if seq % 20 == 0:
                 time.sleep(0.002)  # a line's pace, not a tight loop
         assert wait_until(lambda: set(emitted) <= col.event_ids(), 60), (

@@ -75,10 +75,10 @@ def test_contract_plc_first_retained_state_and_clean_stop(broker: Broker, tmp_pa
     assert col.last(TOPICS.camera_status("cam1")) == "disabled"
     got = col.results()
     assert [r["seq"] for r in got] == list(range(40))  # in order, none replayed
-    assert all(r["replayed"] is False for r in got) and got[7] == results[7]
+    assert all(r["replayed"] is False for r in got) and got[7] == results[7].payload()
     plcs = col.docs(TOPICS.plc)
     assert plcs[4] == {"part_id": "P000004", "ok": False, "code": 11, "seq": 4,
-                       "event_id": results[4]["event_id"], "session": results[4]["session"],
+                       "event_id": results[4].event_id, "session": results[4].session,
                        "replayed": False}
     with col.lock:
         order = [(t, json.loads(p)["seq"]) for t, p, *_ in col.messages
@@ -141,7 +141,7 @@ def test_restart_replays_outbox_with_flag(broker: Broker, tmp_path: Path) -> Non
         assert wait_until(lambda: len(col.event_ids()) == 25, 20)
         got = {r["event_id"]: r for r in col.results()}
         for r in sent:
-            assert got[r["event_id"]] == {**r, "replayed": True}
+            assert got[r.event_id] == {**r.payload(), "replayed": True}
         assert wait_until(lambda: second.outbox.depth() == 0, 10)
         assert col.errors == []
     finally:
@@ -286,7 +286,7 @@ def test_outbox_cap_while_broker_down_drops_oldest_counted(
             for r in sent:
                 sink.emit(r)
         assert sink.outbox.depth() == 10 and sink.outbox.dropped_total() == 5
-        assert all(r["event_id"] in caplog.text for r in sent[:5])  # each drop is named
+        assert all(r.event_id in caplog.text for r in sent[:5])  # each drop is named
         b.start()
         assert wait_until(lambda: sink.outbox.depth() == 0, 20)
         assert wait_until(lambda: len(col.event_ids()) == 10, 10)

@@ -17,6 +17,7 @@ import pytest
 
 from inspector.cli.main import main as cli_main
 from inspector.config.station import load_config
+from inspector.core.result import Result
 from inspector.outputs.sinks.base import ResultSink
 from inspector.recipes.cache import detector_for, enroll_cached
 from inspector.recipes.recipe import load_recipe
@@ -33,8 +34,8 @@ class StateSink(ResultSink):
         self.states: list[dict] = []
         self.results: list[dict] = []
 
-    def emit(self, result: dict) -> None:
-        self.results.append(result)
+    def emit(self, result: Result) -> None:
+        self.results.append(result.payload())
 
     def state_changed(self, state: dict) -> None:
         self.states.append(state["recipe"])
@@ -135,7 +136,7 @@ def test_switching_under_load_loses_nothing_and_mixes_nothing(recipes: Path,
         svc.stop()
     c = svc.pipeline.stats.counters
     assert c.get("dropped_queue", 0) == 0 and c.get("inspect_errors", 0) == 0
-    results = [f.result for f in finished]
+    results = [f.result.payload() for f in finished]
     assert [r["frame_id"] for r in results] == list(range(len(results))) and len(results) > 20
     rules = {}
     for name in "abc":
@@ -172,7 +173,7 @@ def test_add_prompt_loop_without_stopping(tmp_path: Path, capsys) -> None:
     frames: list[tuple[np.ndarray, dict]] = []
 
     def keep(f: Finished) -> None:
-        frames.append((f.frame.image.copy() if len(frames) < 8 else None, f.result))
+        frames.append((f.frame.image.copy() if len(frames) < 8 else None, f.result.payload()))
 
     svc = Service(load_config(cfg), on_result=keep)
     svc.start()

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from inspector.config.mqtt import MqttConfig
+from inspector.core.result import Result
 from inspector.outputs.mqtt.commands import RecipeCommands, RecipeHandler
 from inspector.outputs.mqtt.outbox import MemoryOutbox, Outbox
 from inspector.outputs.mqtt.pending import PendingCommits
@@ -28,16 +29,15 @@ CAMERA_STATES = ("online", "offline", "disabled")
 DEFAULT_STATE_DIR = Path("/var/lib/inspector")
 
 
-def plc_payload(result: dict) -> dict:
+def plc_payload(result: Result) -> dict:
     """`{part_id, ok, code, seq, event_id, session, replayed}` from a result; a NG without
     a code gets the generic 1. `event_id` lets a PLC drop a replayed duplicate."""
-    ok = result["verdict"] == "OK"
-    code = result.get("code")
+    ok = result.verdict == "OK"
+    code = result.code
     if code is None:
         code = 0 if ok else 1
-    return {"part_id": str(result["part_id"]), "ok": ok, "code": int(code),
-            "seq": int(result["seq"]), "event_id": str(result["event_id"]),
-            "session": str(result["session"]), "replayed": False}
+    return {"part_id": result.part_id, "ok": ok, "code": int(code), "seq": result.seq,
+            "event_id": result.event_id, "session": result.session, "replayed": False}
 
 
 def _dumps(doc: object) -> str:
@@ -83,7 +83,7 @@ class MqttSink(ResultSink):
 
     # -- ResultSink --------------------------------------------------------------------
 
-    def emit(self, result: dict) -> None:
+    def emit(self, result: Result) -> None:
         """Commit to the outbox (durable once this returns) and wake the publisher.
 
         When the outbox cannot commit, the result waits in memory (`pending`) and the
@@ -93,11 +93,11 @@ class MqttSink(ResultSink):
         if self._closed:
             raise RuntimeError("MqttSink.emit after close")
         plc = _dumps(plc_payload(result))
-        doc = _dumps(result)
+        doc = _dumps(result.payload())
         while self.pending.full() and not self._closed:
             time.sleep(min(self.pending.retry_s, 0.5))
             self.pending.retry()
-        self.pending.add(str(result["event_id"]), plc, doc)
+        self.pending.add(result.event_id, plc, doc)
         self.publisher.wake()
 
     def retry_pending(self) -> None:

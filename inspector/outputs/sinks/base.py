@@ -4,16 +4,18 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 
+from inspector.core.result import Result
+
 
 class ResultSink(ABC):
-    """Receives every finished result dict (schema inspector.result/1), in order.
+    """Receives every finished Result (schema inspector.result/1), in order.
 
     `emit` is called from the pipeline's result thread and must not block on the
     network: a sink that talks to a broker commits to its durable outbox and returns.
     """
 
     @abstractmethod
-    def emit(self, result: dict) -> None: ...
+    def emit(self, result: Result) -> None: ...
 
     def state_changed(self, state: dict) -> None:
         """The service's state (active recipe, mode) changed; sinks may publish it."""

@@ -7,6 +7,7 @@ import os
 import threading
 from pathlib import Path
 
+from inspector.core.result import Result
 from inspector.outputs.sinks.base import ResultSink
 
 
@@ -19,8 +20,8 @@ class JsonlSink(ResultSink):
         self._fh = self.path.open("a", encoding="utf-8")
         self._lock = threading.Lock()
 
-    def emit(self, result: dict) -> None:
-        line = json.dumps(result, separators=(",", ":"))
+    def emit(self, result: Result) -> None:
+        line = json.dumps(result.payload(), separators=(",", ":"))
         with self._lock:
             self._fh.write(line + "\n")
             self._fh.flush()

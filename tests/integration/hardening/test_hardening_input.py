@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from inspector.core.result import Result
 from inspector.outputs.mqtt.sink import MqttSink
 from inspector.outputs.sinks.base import ResultSink
 from inspector.runtime.control import ControlServer, call
@@ -189,7 +190,7 @@ class _Failing(ResultSink):
     def __init__(self) -> None:
         self.n = 0
 
-    def emit(self, result: dict) -> None:
+    def emit(self, result: Result) -> None:
         self.n += 1
         if self.n % 3 == 0:
             raise OSError(28, "No space left on device")

@@ -111,7 +111,7 @@ def test_emit_holds_the_result_thread_when_the_memory_buffer_is_full(tmp_path: P
             assert not done.wait(1.0), "emit returned although nothing could be kept"
             filler.unlink()
             assert done.wait(20)
-            assert wait_until(lambda: sub.event_ids() >= {r["event_id"] for r in sent}, 20)
+            assert wait_until(lambda: sub.event_ids() >= {r.event_id for r in sent}, 20)
         finally:
             sink.close()
         sub.stop()
@@ -165,8 +165,8 @@ def test_corrupt_outbox_salvage_keeps_readable_rows_and_replays_them(
         ob = Outbox(state / "outbox.sqlite")
         sent = [make_result("sess-old", i) for i in range(300)]
         for r in sent:
-            ob.append(r["event_id"], json.dumps({"part_id": r["part_id"], "ok": True,
-                                                 "code": 0, "seq": r["seq"]}), json.dumps(r))
+            ob.append(r.event_id, json.dumps({"part_id": r.part_id, "ok": True, "code": 0,
+                                              "seq": r.seq}), json.dumps(r.payload()))
         ob.close()
         raw = bytearray((state / "outbox.sqlite").read_bytes())
         mid = (len(raw) // 4096 // 2) * 4096

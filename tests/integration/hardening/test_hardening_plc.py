@@ -93,7 +93,7 @@ def test_plc_messages_carry_event_id_session_and_replayed(tmp_path: Path) -> Non
         plcs = col.docs(TOPICS.plc)
         assert col.errors == []
         old = [p for p in plcs if p["session"] == "sess-a"]
-        assert [p["event_id"] for p in old] == [r["event_id"] for r in sent]
+        assert [p["event_id"] for p in old] == [r.event_id for r in sent]
         assert all(p["replayed"] for p in old)
         new = [p for p in plcs if p["session"] == "sess-b"]
         assert len(new) == 1 and new[0]["replayed"] is False

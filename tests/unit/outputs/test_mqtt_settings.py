@@ -99,10 +99,10 @@ def test_every_schema_ships_and_is_valid() -> None:
         assert f"{name}.schema.json" in shipped
         schemas.validator(name)  # check_schema raises on an invalid schema
     result = make_result("s", 4)
-    assert schemas.first_error("result", result) is None
+    assert schemas.first_error("result", result.payload()) is None
     plc = plc_payload(result)
     assert plc == {"part_id": "P000004", "ok": False, "code": 11, "seq": 4,
-                   "event_id": result["event_id"], "session": "s", "replayed": False}
+                   "event_id": result.event_id, "session": "s", "replayed": False}
     assert schemas.first_error("plc", plc) is None
     assert schemas.first_error("plc", {**plc, "extra": 1}) is not None
     assert schemas.first_error("status", "online") is None

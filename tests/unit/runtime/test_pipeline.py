@@ -16,6 +16,7 @@ import pytest
 from inspector.acquisition.base import EndOfStream, FrameSource
 from inspector.core.frames import Frame, FramePool
 from inspector.core.queues import DropOldestQueue
+from inspector.core.result import Result
 from inspector.decision.results import ResultBuilder, schema
 from inspector.inference.detectors.base import Detection, Detector
 from inspector.outputs.sinks.base import ResultSink
@@ -85,9 +86,9 @@ class ListSink(ResultSink):
         self.delay = delay
         self.closed = False
 
-    def emit(self, result: dict) -> None:
+    def emit(self, result: Result) -> None:
         time.sleep(self.delay)
-        self.results.append(result)
+        self.results.append(result.payload())  # what a consumer receives
 
 
 def make(recipe_dir: Path, sources, detector, sink, frame_queue=4, pool=16) -> Pipeline:
@@ -240,7 +241,7 @@ def test_frame_pool_bounds_buffers() -> None:
 
 def test_result_thread_releases_frames_even_when_sink_fails(recipe_dir: Path) -> None:
     class Broken(ResultSink):
-        def emit(self, result: dict) -> None:
+        def emit(self, result: Result) -> None:
             raise OSError("disk full")
 
     src = TickSource("cam0", 5)

@@ -23,6 +23,7 @@ from inspector.acquisition.replay import ReplaySource
 from inspector.config.sections import SupervisorConfig
 from inspector.config.sources import ReplaySourceConfig
 from inspector.core.frames import FramePool
+from inspector.core.result import Result
 from inspector.decision.results import ResultBuilder
 from inspector.recipes.recipe import load_recipe
 from inspector.runtime.notify import Notifier
@@ -122,7 +123,7 @@ def test_blocked_sink_is_a_stuck_result_stage(recipe_dir: Path, notify_socket) -
             self.gate = threading.Event()
             self.gate.set()
 
-        def emit(self, result: dict) -> None:
+        def emit(self, result: Result) -> None:
             self.gate.wait()
             super().emit(result)
 
@@ -252,7 +253,7 @@ def test_dead_mqtt_publisher_is_replaced_on_the_same_outbox(recipe_dir: Path,
             assert p.stats.get("publisher_restarts") == 1 and sup.healthy
             r = make_result("sess", 0)
             sink.emit(r)
-            assert wait_until(lambda: r["event_id"] in collector.event_ids(), 10)
+            assert wait_until(lambda: r.event_id in collector.event_ids(), 10)
             assert wait_until(lambda: sink.outbox.depth() == 0, 10)  # PUBACK reached it
             # the retained state (held by the dead publisher) went out from the new one
             def after_restart() -> list[tuple[str, bytes]]:
