@@ -19,14 +19,19 @@ CTI = Path(genicam.__file__).parent / "viky.cti"
 pytestmark = pytest.mark.skipif(not CTI.is_file(), reason=f"simulated producer {CTI} not found")
 
 
-def test_service_inspects_viky_frames(tmp_path: Path) -> None:
-    cfg = load_config(write_config(
-        tmp_path / "station.yaml", REPO / "recipes" / "demo",
+def _viky_station(tmp_path: Path, recipe: Path):
+    """A station with one viky.cti camera at 512 x 512 Mono8 and `recipe` active."""
+    return load_config(write_config(
+        tmp_path / "station.yaml", recipe,
         cameras=[{"name": "line-cam", "source": {
             "kind": "genicam", "cti": str(CTI), "serial_number": "1",
             "features": {"PixelFormat": "Mono8", "Width": 512, "Height": 512}}}],
         console=False,
     ))
+
+
+def test_service_inspects_viky_frames(tmp_path: Path) -> None:
+    cfg = _viky_station(tmp_path, REPO / "recipes" / "demo")
     service = Service(cfg)
     service.start()
     try:
@@ -64,13 +69,7 @@ def test_recipe_camera_features_are_applied_on_start_and_switch(tmp_path: Path) 
     first = _recipe(recipes / "first", "first", {"Width": 320})
     _recipe(recipes / "second", "second", {"Width": 256, "Height": 200})
     _recipe(recipes / "bad", "bad", {"Width": 256, "NoSuchNode": 1})
-    cfg = load_config(write_config(
-        tmp_path / "station.yaml", first,
-        cameras=[{"name": "line-cam", "source": {
-            "kind": "genicam", "cti": str(CTI), "serial_number": "1",
-            "features": {"PixelFormat": "Mono8", "Width": 512, "Height": 512}}}],
-        console=False,
-    ))
+    cfg = _viky_station(tmp_path, first)
     service = Service(cfg)
     service.start()
     try:
