@@ -14,6 +14,7 @@ from typing import Annotated, Final, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 SCHEMA: Final = "inspector.result/1"
+ERROR_CODE: Final = 65535  # PLC code of a part that could not be inspected (always NG)
 
 
 class _Part(BaseModel):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import threading
 import time
 import uuid
@@ -15,12 +16,14 @@ from functools import cache
 from importlib import resources
 
 import numpy as np
+from pydantic import ValidationError
 
 from inspector.core.frames import Frame
-from inspector.core.result import SCHEMA, Result
+from inspector.core.result import ERROR_CODE, SCHEMA, Result
 from inspector.decision.verdict import Verdict
 from inspector.inference.detectors.base import Detection
 
+log = logging.getLogger(__name__)
 STAGES = ("acq", "queue", "preprocess", "infer", "decide")
 
 
@@ -53,7 +56,7 @@ class ResultBuilder:
             defect_payload(d, acc, mm_per_px, offset, (h, w))
             for d, acc in zip(detections, verdict.accepted, strict=True)
         ]
-        return Result.model_validate({
+        doc = {
             "schema": SCHEMA,
             "event_id": uuid.uuid4().hex,
             "session": self.session,
@@ -72,7 +75,17 @@ class ResultBuilder:
             "latency_ms": latency_ms(frame),
             "image_uri": image_uri,
             "replayed": False,
-        })
+        }
+        try:
+            return Result.model_validate(doc)
+        except ValidationError as exc:  # e.g. a detector's NaN score: fail safe, same seq
+            err = exc.errors()[0]
+            where = ".".join(str(p) for p in err["loc"])
+            log.error("result %s of %s is outside the result contract (%s: %s): NG %d",
+                      doc["seq"], doc["part_id"], where, err["msg"], ERROR_CODE)
+            doc.update(verdict="NG", code=ERROR_CODE, score=1.0, defects=[], reasons=[
+                f"inspection error: result outside the contract: {where}: {err['msg']}"])
+            return Result.model_validate(doc)
 
 
 def latency_ms(frame: Frame) -> dict:

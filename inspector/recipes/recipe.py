@@ -35,7 +35,7 @@ from inspector.inference.detectors.base import PromptExample
 from inspector.inference.detectors.registry import KINDS, params_model, unknown_params_model
 
 TopicSafe = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
-# 0 is OK and 65535 "could not be inspected" (inspector.runtime.pipeline.ERROR_CODE):
+# 0 is OK and 65535 "could not be inspected" (inspector.core.result.ERROR_CODE):
 # never a class's
 PlcCode = Annotated[int, Field(ge=1, le=65534)]
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")

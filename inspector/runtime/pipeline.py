@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from inspector.acquisition.base import EndOfStream, FrameSource, SourceError
 from inspector.core.frames import Frame
 from inspector.core.queues import DropOldestQueue
-from inspector.core.result import Result
+from inspector.core.result import ERROR_CODE, Result
 from inspector.core.stats import Stats
 from inspector.decision.results import ResultBuilder
 from inspector.decision.sizes import size_reason
@@ -45,7 +45,6 @@ from inspector.preprocess.frame import Preprocessor
 from inspector.recipes.recipe import Recipe
 
 log = logging.getLogger(__name__)
-ERROR_CODE = 65535  # PLC code of a part that could not be inspected (always NG)
 
 
 @dataclass(frozen=True)

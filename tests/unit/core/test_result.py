@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from inspector.core.frames import Frame
-from inspector.core.result import Defect, Latency, RecipeRef, Result
+from inspector.core.result import ERROR_CODE, Defect, Latency, RecipeRef, Result
 from inspector.decision.results import ResultBuilder, schema
 from inspector.decision.verdict import Verdict
 from inspector.inference.detectors.base import Detection
@@ -65,3 +65,20 @@ def test_a_result_outside_the_contract_is_refused(change):
         Result.from_payload(doc)
     with pytest.raises(jsonschema.ValidationError):  # the schema says no to the same
         jsonschema.Draft202012Validator(SCHEMA).validate(doc)
+
+
+def test_a_detection_outside_the_contract_gives_an_error_ng_with_the_next_seq():
+    """A detector's NaN score cannot become a result: the part is rejected as "could not
+    be inspected" (fail safe for the reject gate), and seq has no gap."""
+    builder = ResultBuilder("sess")
+    frame = Frame(np.zeros((64, 80), np.uint8), "cam0", 1, "P-1", 1.0, t_arrival=2.0,
+                  stamps={"decide": 2.01})
+    ok = Verdict(True, 0, 0.0, [], [False])
+    bad = builder.build(frame, [Detection("scratch", float("nan"), (1, 1, 4, 4))], ok,
+                        {"id": "r", "rev": 1, "sha256": "a" * 64}, "b" * 64, 0.1)
+    assert bad.verdict == "NG" and bad.code == ERROR_CODE and bad.defects == []
+    assert bad.reasons[0].startswith("inspection error: result outside the contract:")
+    jsonschema.Draft202012Validator(SCHEMA).validate(bad.payload())
+    nxt = builder.build(frame, [], Verdict(True, 0, 0.0, [], []),
+                        {"id": "r", "rev": 1, "sha256": "a" * 64}, "b" * 64, 0.1)
+    assert (bad.seq, nxt.seq) == (0, 1)
