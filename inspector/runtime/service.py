@@ -145,11 +145,7 @@ class Service:
             for src in sources:
                 src.open(pool)
                 opened.append(src)
-        except Exception:
-            for src in opened:
-                src.close()
-            raise
-        try:  # the recipe's camera features, before the first frame is judged
+            # the recipe's camera features, before the first frame is judged
             apply_camera_features(sources, active.recipe.camera_features, {})
         except Exception:
             for src in opened:

@@ -25,11 +25,16 @@ from typing import Annotated
 
 import cv2
 import numpy as np
-from pydantic import Field, ValidationError
+from pydantic import Field, field_validator
 from tqdm import tqdm
 
-from inspector.core.strict import StrictModel
-from inspector.inference.detectors.base import Detection, Detector, PromptExample, mono
+from inspector.inference.detectors.base import (
+    Detection,
+    Detector,
+    DetectorParams,
+    PromptExample,
+    mono,
+)
 from inspector.inference.detectors.features import (
     FEATURE_NAMES,
     Aligner,
@@ -46,7 +51,7 @@ VERSION = "texture/1"
 Pos = Annotated[float, Field(gt=0)]
 
 
-class TextureParams(StrictModel):
+class TextureParams(DetectorParams):
     """`detector.params` of a recipe with `detector.kind: texture`."""
 
     bands: list[tuple[Pos, Pos]] = Field(
@@ -66,23 +71,14 @@ class TextureParams(StrictModel):
     max_regions: Annotated[int, Field(ge=1)] = 50
     min_normals: Annotated[int, Field(ge=3)] = 4
 
+    @field_validator("bands")
     @classmethod
-    def parse(cls, params: dict) -> TextureParams:
-        """Validate a recipe's params dict; raise ValueError naming each bad param."""
-        try:
-            p = cls.model_validate(params or {})
-        except ValidationError as exc:
-            lines = []
-            for err in exc.errors():
-                loc = ".".join(str(v) for v in err["loc"])
-                lines.append(f"detector.params.{loc}: {err['msg']}")
-            raise ValueError("invalid texture detector params:\n" + "\n".join(lines)) from None
-        for s1, s2 in p.bands:
+    def _inner_below_outer(cls, bands: list[tuple[float, float]]) -> list[tuple[float, float]]:
+        # in the model, not after it: load_recipe's check (inspector validate) sees it too
+        for s1, s2 in bands:
             if not s1 < s2:
-                raise ValueError(
-                    f"detector.params.bands: inner sigma must be < outer, got {s1, s2}"
-                )
-        return p
+                raise ValueError(f"inner sigma must be < outer, got {s1, s2}")
+        return bands
 
 
 class TextureDetector(Detector):

@@ -22,6 +22,7 @@ from inspector.inference.detectors.base import Detection, Detector
 from inspector.outputs.sinks.base import ResultSink
 from inspector.recipes.recipe import load_recipe
 from inspector.runtime.pipeline import ERROR_CODE, ActiveRecipe, Pipeline
+from tests.helpers import standins
 
 
 class TickSource(FrameSource):
@@ -80,15 +81,16 @@ class SlowDetector(Detector):
         return []
 
 
-class ListSink(ResultSink):
+class ListSink(standins.ListSink):
+    """The stand-in list sink, optionally slow (a sink that holds the result thread)."""
+
     def __init__(self, delay: float = 0.0) -> None:
-        self.results: list[dict] = []
+        super().__init__()
         self.delay = delay
-        self.closed = False
 
     def emit(self, result: Result) -> None:
         time.sleep(self.delay)
-        self.results.append(result.payload())  # what a consumer receives
+        super().emit(result)
 
 
 def make(recipe_dir: Path, sources, detector, sink, frame_queue=4, pool=16) -> Pipeline:
