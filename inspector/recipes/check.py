@@ -8,8 +8,6 @@ prompt example describes. Errors read `file[:line]: field: message`.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,7 +15,8 @@ import cv2
 
 from inspector.core.coco import decode_segmentation
 from inspector.core.validation import InvalidFile
-from inspector.recipes.recipe import IMAGE_SUFFIXES, Recipe, _json_lines, load_recipe
+from inspector.recipes.prompt_bank import PromptBank
+from inspector.recipes.recipe import IMAGE_SUFFIXES, Recipe, load_recipe
 
 
 @dataclass
@@ -87,90 +86,65 @@ def _check_normals(recipe: Recipe, report: CheckReport) -> set[tuple[int, int]]:
 
 
 def _check_prompts(recipe: Recipe, report: CheckReport, normal_shapes: set) -> None:
-    file = recipe.folder / recipe.prompts
-    text = file.read_text(encoding="utf-8")
-    coco = json.loads(text)
-    line_of = _json_lines(text)
-
-    def where(*loc) -> str:
-        line = line_of(loc)
-        return f"{file}:{line}" if line else str(file)
-
-    images = _check_ids(coco, report, where)
-    sizes = _check_prompt_images(recipe, report, where, coco, images, normal_shapes)
-    _check_annotations(coco, report, where, sizes)
-    names = {c.get("id"): c.get("name") for c in coco["categories"]}
-    described = {names.get(a.get("category_id")) for a in coco["annotations"]}
+    bank = recipe.prompt_bank()
+    sizes = _check_prompt_images(recipe, bank, report, normal_shapes)
+    _check_annotations(bank, report, sizes)
+    described = {bank.class_of(a) for a in bank.annotations}
     for c in recipe.classes:
         if c.name not in described:
             report.warnings.append(f"class {c.name!r} has no prompt example: its defects "
                                    "can only be reported as unknown")
 
 
-def _check_ids(coco: dict, report: CheckReport, where: Callable[..., str]) -> dict:
-    """Image and category ids are unique; return the images by id with their index."""
-    images = {}
-    for n, info in enumerate(coco["images"]):
-        if info.get("id") in images:
-            report.errors.append(f"{where('images', n, 'id')}: images[{n}].id: duplicate "
-                                 f"image id {info.get('id')!r}")
-        images[info.get("id")] = (n, info)
-    cat_ids = [c.get("id") for c in coco["categories"]]
-    for n, c in enumerate(coco["categories"]):
-        if cat_ids.count(c.get("id")) > 1:
-            report.errors.append(f"{where('categories', n, 'id')}: categories[{n}].id: "
-                                 f"duplicate category id {c.get('id')!r}")
-    return images
-
-
-def _check_prompt_images(recipe: Recipe, report: CheckReport, where: Callable[..., str],
-                         coco: dict, images: dict, normal_shapes: set) -> dict:
+def _check_prompt_images(recipe: Recipe, bank: PromptBank, report: CheckReport,
+                         normal_shapes: set) -> dict:
     """Decode every annotated image, check its stated and good-part size; return sizes."""
-    file = recipe.folder / recipe.prompts
     sizes = {}
-    used = {a.get("image_id") for a in coco["annotations"]}
-    for iid in used:
-        if iid not in images:
-            continue  # load_recipe named it already
-        n, info = images[iid]
-        p = file.parent / str(info.get("file_name"))
+    for info in bank.images:
+        if not any(a.image_id == info.id for a in bank.annotations):
+            continue
+        n, p = info._index, bank.path(info)
         img = cv2.imread(str(p), cv2.IMREAD_GRAYSCALE)
         if img is None:
-            report.errors.append(f"{where('images', n, 'file_name')}: images[{n}].file_name: "
-                                 f"not a readable image: {p}")
+            report.errors.append(f"{bank.where('images', n, 'file_name')}: images[{n}]."
+                                 f"file_name: not a readable image: {p}")
             continue
         h, w = img.shape[:2]
-        sizes[iid] = (h, w)
-        said = (info.get("width"), info.get("height"))
+        sizes[info.id] = (h, w)
+        said = (info.width, info.height)
         if said != (None, None) and said != (w, h):
-            report.errors.append(f"{where('images', n)}: images[{n}]: width/height say "
+            report.errors.append(f"{bank.where('images', n)}: images[{n}]: width/height say "
                                  f"{said[0]}x{said[1]}, the file is {w}x{h}")
         if recipe.detector.kind == "texture" and normal_shapes and (h, w) not in normal_shapes:
             (gh, gw), = list(normal_shapes)[:1]
-            report.errors.append(f"{where('images', n)}: images[{n}]: {p.name} is {w}x{h}, the "
-                                 f"good parts are {gw}x{gh}")
+            report.errors.append(f"{bank.where('images', n)}: images[{n}]: {p.name} is {w}x{h}, "
+                                 f"the good parts are {gw}x{gh}")
     return sizes
 
 
-def _check_annotations(coco: dict, report: CheckReport, where: Callable[..., str],
-                       sizes: dict) -> None:
+def _check_annotations(bank: PromptBank, report: CheckReport, sizes: dict) -> None:
     """Boxes lie inside their decoded image and segmentations decode to a non-empty mask."""
-    for n, ann in enumerate(coco["annotations"]):
-        shape = sizes.get(ann.get("image_id"))
+    for ann in bank.annotations:
+        shape = sizes.get(ann.image_id)
         if shape is None:
             continue
         h, w = shape
-        x, y, bw, bh = ann["bbox"]
+        n = ann._index
+        x, y, bw, bh = ann.bbox
         if x < 0 or y < 0 or x + bw > w + 0.5 or y + bh > h + 0.5:
-            report.errors.append(f"{where('annotations', n, 'bbox')}: annotations[{n}].bbox: "
-                                 f"{ann['bbox']} reaches outside the {w}x{h} image")
-        seg = ann.get("segmentation")
-        if seg:
+            report.errors.append(f"{bank.where('annotations', n, 'bbox')}: annotations[{n}].bbox: "
+                                 f"{_plain(ann.bbox)} reaches outside the {w}x{h} image")
+        if ann.segmentation:
             try:
-                _check_segmentation(seg, h, w)
+                _check_segmentation(ann.segmentation, h, w)
             except (TypeError, ValueError, AttributeError) as exc:
-                report.errors.append(f"{where('annotations', n, 'segmentation')}: "
+                report.errors.append(f"{bank.where('annotations', n, 'segmentation')}: "
                                      f"annotations[{n}].segmentation: {exc}")
+
+
+def _plain(box: tuple[float, ...]) -> list:
+    """A box as its file wrote it (whole numbers without `.0`)."""
+    return [int(v) if float(v).is_integer() else v for v in box]
 
 
 def _check_segmentation(seg, h: int, w: int) -> None:

@@ -97,7 +97,11 @@ def new_recipe(folder: Path, recipe_id: str, product: str, classes: list[NewClas
 
 # --- shared by add-prompt and import-coco ---------------------------------------------
 def read_bank(recipe: Recipe) -> dict:
-    """The recipe's prompt bank as parsed COCO JSON."""
+    """The recipe's prompt bank as parsed COCO JSON, for editing.
+
+    Why raw JSON here: an edit appends to the file and writes it back, and must keep every
+    key it does not know (info, licenses, area, ...) as it was; reading is PromptBank's.
+    """
     return json.loads((recipe.folder / recipe.prompts).read_text(encoding="utf-8"))
 
 

@@ -10,14 +10,11 @@ recipe judged it.
 from __future__ import annotations
 
 import hashlib
-import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import cv2
 import numpy as np
-import yaml
 from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from inspector.core.coco import decode_segmentation
@@ -25,7 +22,6 @@ from inspector.core.image_header import ImageHeaderError, ImageTooLarge, check_i
 from inspector.core.strict import StrictModel
 from inspector.core.validation import (
     InvalidFile,
-    _line_of,
     format_errors,
     load_yaml,
     require_unique,
@@ -33,6 +29,8 @@ from inspector.core.validation import (
 )
 from inspector.inference.detectors.base import PromptExample
 from inspector.inference.detectors.registry import KINDS, params_model, unknown_params_model
+from inspector.recipes.paths import outside
+from inspector.recipes.prompt_bank import PromptBank
 
 TopicSafe = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 # 0 is OK and 65535 "could not be inspected" (inspector.core.result.ERROR_CODE):
@@ -94,6 +92,7 @@ class Recipe(StrictModel):
 
     folder: Path | None = Field(default=None, exclude=True)
     sha256: str = Field(default="", exclude=True)
+    bank: PromptBank | None = Field(default=None, exclude=True)  # as read by load_recipe
 
     @field_validator("classes")
     @classmethod
@@ -146,6 +145,14 @@ class Recipe(StrictModel):
             raise ValueError(f"normal: folder not found: {folder / self.normal}")
         return self
 
+    def prompt_bank(self) -> PromptBank:
+        """The prompt bank load_recipe read and checked (read now if this recipe was not
+        loaded from its folder)."""
+        if self.bank is None:
+            assert self.folder is not None, "a recipe without a folder has no prompt bank"
+            self.bank = PromptBank.read(self.folder / self.prompts)
+        return self.bank
+
     def class_rule(self, name: str) -> DefectClass | None:
         return next((c for c in self.classes if c.name == name), None)
 
@@ -153,27 +160,6 @@ class Recipe(StrictModel):
     def ref(self) -> dict:
         """`{id, rev, sha256}` as published in results and on the `state` topic."""
         return {"id": self.id, "rev": self.rev, "sha256": self.sha256}
-
-
-def outside(folder: Path, rel: Path | str, base: Path | None = None) -> str | None:
-    """Why `rel` does not name something inside `folder`, or None.
-
-    Why: a recipe is closed. Every file it uses lies in its folder, so copying the folder
-    copies the recipe and its sha256 covers every byte that judges a part; absolute paths,
-    `..` and symlinks that lead out are refused. `rel` is relative to `base` (default
-    `folder`).
-    """
-    rel = Path(rel)
-    if rel.is_absolute():
-        return f"{rel} is an absolute path; recipe paths are relative to the recipe folder"
-    if ".." in rel.parts:
-        return f"{rel} leads out of the recipe folder (..)"
-    target = (base or folder) / rel
-    try:
-        target.resolve().relative_to(folder.resolve())
-    except ValueError:
-        return f"{rel} resolves to {target.resolve()}, outside the recipe folder"
-    return None
 
 
 def recipe_file(path: Path) -> Path:
@@ -187,11 +173,16 @@ def load_recipe(path: Path) -> Recipe:
     file = recipe_file(path)
     recipe = validate_file(file, Recipe)
     recipe.folder = file.parent
-    errors = _check_prompt_bank(recipe) + _check_normals_closed(recipe)
+    errors = _check_normals_closed(recipe)
+    try:
+        recipe.bank = PromptBank.read(recipe.folder / recipe.prompts,
+                                      {c.name for c in recipe.classes}, recipe.folder)
+    except InvalidFile as exc:
+        errors = list(exc.errors) + errors
     if errors:
         raise InvalidFile(file, errors)
     if recipe.detector.kind is None:
-        recipe.detector.kind = "prompt" if _count_prompts(recipe) else "texture"
+        recipe.detector.kind = "prompt" if recipe.prompt_bank().annotations else "texture"
     errors = _params_errors(recipe, file)
     if errors:
         raise InvalidFile(file, errors)
@@ -227,108 +218,6 @@ def content_hash(folder: Path) -> str:
     return h.hexdigest()
 
 
-def _json_lines(text: str) -> Callable[[tuple], int | None]:
-    """Line of a path (`("annotations", 3, "bbox")`) in a JSON text, for error messages.
-
-    JSON is YAML, and the YAML composer keeps line marks; composed only when needed.
-    """
-    node: list = []
-
-    def line(loc: tuple) -> int | None:
-        if not node:
-            try:
-                node.append(yaml.compose(text, Loader=getattr(yaml, "CSafeLoader",
-                                                              yaml.SafeLoader)))
-            except yaml.YAMLError:
-                node.append(None)
-        return _line_of(node[0], loc) if node[0] is not None else None
-
-    return line
-
-
-def _check_prompt_bank(recipe: Recipe) -> list[str]:
-    """Every prompt annotation must name a recipe class, a readable image and a sane box.
-
-    Each error reads `file:line: annotations[n].field: message`.
-    """
-    file = recipe.folder / recipe.prompts
-    try:
-        text = file.read_text(encoding="utf-8")
-        coco = json.loads(text)
-    except json.JSONDecodeError as exc:
-        return [f"{file}:{exc.lineno}: cannot read prompt bank: {exc.msg}"]
-    except (OSError, UnicodeDecodeError) as exc:
-        return [f"{file}: cannot read prompt bank: {exc}"]
-    if not isinstance(coco, dict) or not all(
-        isinstance(coco.get(k, []), list) for k in ("images", "annotations", "categories")
-    ):
-        return [f"{file}:1: (top level): expected an object with lists images, annotations, "
-                "categories"]
-    line_of = _json_lines(text)
-
-    def where(*loc) -> str:
-        line = line_of(loc)
-        return f"{file}:{line}" if line else str(file)
-
-    errors = []
-    for key in ("images", "annotations", "categories"):
-        for n, item in enumerate(coco.get(key, [])):
-            if not isinstance(item, dict):
-                errors.append(f"{where(key, n)}: {key}[{n}]: expected an object")
-    if errors:
-        return errors
-    cats = {c.get("id"): c.get("name") for c in coco.get("categories", [])}
-    images = {i.get("id"): i for i in coco.get("images", [])}
-    names = {c.name for c in recipe.classes}
-    seen_ids = set()
-    for n, ann in enumerate(coco.get("annotations", [])):
-        ref = f"annotations[{n}]"
-        pid = str(ann.get("prompt_id", ann.get("id")))
-        if pid in seen_ids:
-            errors.append(f"{where('annotations', n, 'prompt_id')}: {ref}.prompt_id: "
-                          f"duplicate prompt_id {pid!r}")
-        seen_ids.add(pid)
-        cname = cats.get(ann.get("category_id"))
-        if cname is None:
-            errors.append(f"{where('annotations', n, 'category_id')}: {ref}.category_id: "
-                          f"unknown category {ann.get('category_id')!r}")
-        elif cname not in names:
-            errors.append(f"{where('annotations', n, 'category_id')}: {ref}.category_id: "
-                          f"class {cname!r} is not in the recipe's classes")
-        errors += _prompt_image_errors(recipe, file, where, images, n, ann)
-        bbox = ann.get("bbox")
-        if not (isinstance(bbox, list) and len(bbox) == 4
-                and all(isinstance(v, int | float) for v in bbox) and bbox[2] > 0 and bbox[3] > 0):
-            errors.append(f"{where('annotations', n, 'bbox')}: {ref}.bbox: must be "
-                          f"[x, y, w, h] with w, h > 0 (got {bbox!r})")
-    return errors
-
-
-def _prompt_image_errors(recipe: Recipe, file: Path, where: Callable[..., str], images: dict,
-                         n: int, ann: dict) -> list[str]:
-    """Annotation `n`'s image is listed, a file inside the recipe, and within the size caps."""
-    ref = f"annotations[{n}]"
-    img = images.get(ann.get("image_id"))
-    if img is None:
-        return [f"{where('annotations', n, 'image_id')}: {ref}.image_id: "
-                f"no image with id {ann.get('image_id')!r}"]
-    if outside(recipe.folder, str(img.get("file_name", "")), file.parent):
-        i = list(images).index(ann.get("image_id"))
-        return [f"{where('images', i, 'file_name')}: images[{i}].file_name: "
-                + str(outside(recipe.folder, str(img.get("file_name", "")), file.parent))]
-    if not (file.parent / str(img.get("file_name", ""))).is_file():
-        return [f"{where('annotations', n, 'image_id')}: {ref}: image file not "
-                f"found: {file.parent / str(img.get('file_name'))}"]
-    try:
-        check_image(file.parent / str(img.get("file_name")))
-    except ImageTooLarge as exc:
-        i = list(images).index(ann.get("image_id"))
-        return [f"{where('images', i, 'file_name')}: images[{i}].file_name: {exc}"]
-    except ImageHeaderError:
-        pass  # recipe validate decodes every image and says so
-    return []
-
-
 def _check_normals_closed(recipe: Recipe) -> list[str]:
     """Good-part images must be files inside the folder (no symlink out) within the caps."""
     folder = recipe.folder / recipe.normal
@@ -349,12 +238,6 @@ def _check_normals_closed(recipe: Recipe) -> list[str]:
     return errors
 
 
-def _count_prompts(recipe: Recipe) -> int:
-    """Number of examples in the (already checked) prompt bank."""
-    coco = json.loads((recipe.folder / recipe.prompts).read_text(encoding="utf-8"))
-    return len(coco.get("annotations", []))
-
-
 def read_gray(path: Path) -> np.ndarray:
     """Decode one recipe image as 8-bit gray; the header is checked against the caps first."""
     try:
@@ -372,29 +255,18 @@ def read_gray(path: Path) -> np.ndarray:
 
 def load_prompts(recipe: Recipe) -> list[PromptExample]:
     """The prompt bank as PromptExamples (masks decoded from polygons or RLE when given)."""
-
-    file = recipe.folder / recipe.prompts
-    coco = json.loads(file.read_text(encoding="utf-8"))
-    cats = {c["id"]: c["name"] for c in coco["categories"]}
-    images = {i["id"]: i for i in coco["images"]}
-    cache: dict[int, np.ndarray] = {}
+    bank = recipe.prompt_bank()
+    cache: dict = {}
     out = []
-    for ann in coco.get("annotations", []):
-        info = images[ann["image_id"]]
-        if ann["image_id"] not in cache:
-            cache[ann["image_id"]] = read_gray(file.parent / info["file_name"])
-        img = cache[ann["image_id"]]
+    for ann in bank.annotations:
+        info = bank.image(ann.image_id)
+        assert info is not None  # PromptBank.read checked every reference
+        if ann.image_id not in cache:
+            cache[ann.image_id] = read_gray(bank.path(info))
+        img = cache[ann.image_id]
         h, w = img.shape[:2]
-        mask = decode_segmentation(ann.get("segmentation"), h, w)
-        out.append(
-            PromptExample(
-                prompt_id=str(ann.get("prompt_id", ann["id"])),
-                cls=cats[ann["category_id"]],
-                image=img,
-                bbox=tuple(float(v) for v in ann["bbox"]),
-                mask=mask,
-            )
-        )
+        out.append(PromptExample(prompt_id=ann.pid, cls=str(bank.class_of(ann)), image=img,
+                                 bbox=ann.bbox, mask=decode_segmentation(ann.segmentation, h, w)))
     return out
 
 

@@ -8,7 +8,6 @@ can never reach outside the recipes folder.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,8 +74,7 @@ def describe(folder: Path) -> RecipeEntry:
         return entry
     entry.id, entry.rev, entry.product = recipe.id, recipe.rev, recipe.product
     entry.classes, entry.sha256 = len(recipe.classes), recipe.sha256
-    coco = json.loads((recipe.folder / recipe.prompts).read_text(encoding="utf-8"))
-    entry.prompts = len(coco.get("annotations", []))
+    entry.prompts = len(recipe.prompt_bank().annotations)
     entry.normals = sum(p.suffix.lower() in IMAGE_SUFFIXES
                         for p in (recipe.folder / recipe.normal).iterdir())
     try:

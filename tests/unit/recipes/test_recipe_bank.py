@@ -75,7 +75,7 @@ def test_bank_that_is_not_coco(recipe_dir: Path) -> None:
     assert _errors(recipe_dir) == [f"{path}:1: (top level): expected an object with lists "
                                    "images, annotations, categories"]
     path.write_text('{"images": [], "annotations": [3], "categories": []}')
-    assert _errors(recipe_dir) == [f"{path}:1: annotations[0]: expected an object"]
+    assert _errors(recipe_dir) == [f"{path}:1: annotations[0]: expected an object (got 3)"]
 
 
 def test_missing_image_file(recipe_dir: Path) -> None:
@@ -132,3 +132,39 @@ def test_unreadable_image_stops_enrolment_with_its_name(recipe_dir: Path) -> Non
     recipe = load_recipe(recipe_dir)  # cheap checks pass: the file exists
     with pytest.raises(InvalidFile, match="good_02.png: not a readable image"):
         enroll_cached(recipe, build_detector(recipe.detector))
+
+
+def test_field_types_and_duplicate_ids_are_refused_on_load(recipe_dir: Path) -> None:
+    path, coco = _bank(recipe_dir)
+    coco["images"].append({"id": 1, "file_name": "prompt_00.png"})  # image id 1 twice
+    coco["categories"][1]["name"] = 7
+    del coco["annotations"][2]["image_id"]
+    path.write_text(json.dumps(coco, indent=1))
+    errors = _errors(recipe_dir)
+    n = len(coco["images"]) - 1
+    name_line = _line(path, '"name": 7')
+    assert errors == [  # in file order: images, annotations, categories
+        f"{path}:{_item_line(path, 'images', n) + 1}: images[{n}].id: duplicate image id 1",
+        f"{path}:{_item_line(path, 'annotations', 2)}: annotations[2].image_id: Field required",
+        f"{path}:{name_line}: categories[1].name: Input should be a valid string (got 7)",
+    ]
+
+
+def _item_line(path: Path, key: str, n: int) -> int:
+    """1-based line where item n of the top-level list `key` opens (JSON with indent=1)."""
+    lines = path.read_text().splitlines()
+    start = lines.index(f' "{key}": [')
+    end = lines.index(" ]", start)
+    return [i for i in range(start, end) if lines[i] == "  {"][n] + 1
+
+
+def test_the_bank_is_read_once_into_typed_fields(recipe_dir: Path) -> None:
+    recipe = load_recipe(recipe_dir)
+    bank = recipe.prompt_bank()
+    _, coco = _bank(recipe_dir)
+    assert [a.pid for a in bank.annotations] == [a["prompt_id"] for a in coco["annotations"]]
+    assert all(isinstance(a.bbox, tuple) and len(a.bbox) == 4 for a in bank.annotations)
+    assert [bank.class_of(a) for a in bank.annotations] == [
+        {c["id"]: c["name"] for c in coco["categories"]}[a["category_id"]]
+        for a in coco["annotations"]]
+    assert bank.path(bank.images[0]) == recipe_dir / "prompts" / coco["images"][0]["file_name"]
