@@ -24,6 +24,7 @@ from inspector.config.sections import ArchiveConfig
 from inspector.core.frames import FramePool
 from inspector.decision.results import ResultBuilder
 from inspector.outputs.archive import Archive, _atomic_write, disk_figures
+from inspector.outputs.overlay import class_colour
 from inspector.recipes.recipe import load_recipe
 from inspector.runtime.pipeline import ActiveRecipe, Pipeline
 from tests.helpers.standins import ListSink, ScratchDetector, TickSource, result
@@ -84,8 +85,10 @@ def test_layout_image_uri_and_ok_sample(tmp_path: Path) -> None:
         assert p.parent == tmp_path / "arch" / "overlays" / "2025-03-04"
         assert p.name.startswith(f"050607_cam0_{i:06d}_P-{i:04d}_")  # part id made safe
         overlay = cv2.imread(str(p), cv2.IMREAD_UNCHANGED)
-        assert overlay.shape == (64, 64, 3)
-        assert (overlay[20, 20:41] != overlay[5, 5]).any()  # the box was drawn
+        # the frame's width, with the verdict banner above it and the legend below
+        assert overlay.shape[1] == 64 and overlay.shape[0] > 64 and overlay.shape[2] == 3
+        assert (np.abs(overlay.astype(int) - class_colour("scratch")).sum(axis=2) < 40).sum() \
+            > 20  # the counted scratch, drawn in its class colour
         raw = cv2.imread(str(tmp_path / "arch" / "ng" / "2025-03-04" / p.name),
                          cv2.IMREAD_UNCHANGED)
         assert raw.shape == (64, 64) and (raw == 90).all()
