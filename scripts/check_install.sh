@@ -7,7 +7,8 @@
 #      and NG parts must come out;
 #   2. a plain non-editable `pip install` of the project into a fresh venv, then
 #      `inspector demo` from an empty folder: demo recipe, calibration and models travel
-#      with the package.
+#      with the package; and `inspector demo --ui`: the station page's templates and
+#      scripts travel too (its login page and script are fetched while it runs).
 # Usage: scripts/check_install.sh [--keep]   (--keep leaves the scratch folder for a look)
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
@@ -74,4 +75,17 @@ mkdir "$work/elsewhere" && cd "$work/elsewhere"
 n_ng=$(find demo-out -name "*.png" | wc -l)
 tail -5 demo.log
 (( n_ng >= 1 )) || fail "the demo wrote no NG overlay"
+port=$("$work/venv2/bin/python" -c "import socket; s = socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])")
+"$work/venv2/bin/inspector" demo --ui --ui-port "$port" --parts 60 --rate 4 --broker none \
+    --out ui-out >ui.log 2>&1 &
+ui=$!
+for _ in $(seq 120); do grep -q "Station page:" ui.log && break; sleep 1; done
+get() { "$work/venv2/bin/python" -c "import sys, urllib.request as u; print(u.urlopen(sys.argv[1], timeout=10).read(8000).decode())" "$1" 2>&1 || true; }
+page=$(get "http://127.0.0.1:$port/login")
+script=$(get "http://127.0.0.1:$port/static/app.js")
+kill -INT $ui 2>/dev/null || true
+wait $ui || true
+grep -q "Log in" <<<"$page" || { tail -20 ui.log; fail "the station page did not serve its login page"; }
+grep -q "station page" <<<"$script" || fail "the station page's script is not in the package"
+say "station page served by the pip-installed demo (login page and script)"
 say "PASS: installed service and pip-installed demo ($n_ng NG overlay files)"

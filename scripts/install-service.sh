@@ -122,6 +122,8 @@ console: false                # results go to MQTT and results.jsonl, not to the
 #   password_file: /run/credentials/inspector.service/mqtt-password
 # archive: {max_age_days: 30, min_free_pct: 10, ok_sample_every: 100}
 # health: {prometheus_port: 9464}
+# the station page (then: inspector user add NAME --role engineer --config this file)
+# web: {enabled: true, host: 127.0.0.1, port: 8080}
 YAML
     chmod 0644 "$DESTDIR$ETC/station.yaml"
     say "wrote $ETC/station.yaml (edit it: cameras, recipe, mqtt)"

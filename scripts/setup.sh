@@ -16,9 +16,10 @@ if [[ "${1:-}" == "--dev" ]]; then
 fi
 
 # Debian packages: mosquitto (the local broker of the demo and the MQTT tests); for the
-# tests also systemd (systemd-analyze verify/security) and shellcheck (installer scripts).
+# tests also systemd (systemd-analyze verify/security), shellcheck (installer scripts) and
+# chromium with its chromedriver (the station page's browser tests).
 debs=(mosquitto mosquitto-clients)
-[[ -n "$extras" ]] && debs+=(systemd shellcheck)
+[[ -n "$extras" ]] && debs+=(systemd shellcheck chromium chromium-driver)
 missing=()
 for d in "${debs[@]}"; do
     dpkg-query -W -f='${Status}' "$d" 2>/dev/null | grep -q "ok installed" || missing+=("$d")

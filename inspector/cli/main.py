@@ -13,7 +13,8 @@ from inspector.runtime.version_info import VersionAction
 # Modules that add verbs: each has `register(subparsers)` and owns its commands.
 EXTENSIONS: list[str] = ["inspector.cli.recipe", "inspector.cli.service", "inspector.cli.model",
                          "inspector.cli.calibrate", "inspector.cli.unknown",
-                         "inspector.cli.camera", "inspector.cli.bench", "inspector.cli.outbox"]
+                         "inspector.cli.camera", "inspector.cli.bench", "inspector.cli.outbox",
+                         "inspector.cli.user"]
 
 
 def _is_recipe(path: Path) -> bool:
@@ -91,13 +92,23 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     service = Service(cfg)
     service.install_signal_handlers()
+    web = None
     try:
         service.start()
-    except (AlreadyRunning, StateDirError, OutboxError) as exc:  # a clear message, no traceback
-        print(f"inspector run: {exc}", file=sys.stderr)
+        if cfg.web.enabled:  # the station page, on its own thread of this process
+            from inspector.web.server import WebServer
+
+            web = WebServer.attach(service, cfg)
+            web.start()
+    except (AlreadyRunning, StateDirError, OutboxError, OSError, RuntimeError) as exc:
+        print(f"inspector run: {exc}", file=sys.stderr)  # a clear message, no traceback
         service.stop()
         return 2
-    service.run_until_stopped()
+    try:
+        service.run_until_stopped()
+    finally:
+        if web is not None:
+            web.stop()
     return 0
 
 
@@ -105,10 +116,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     """Run the demo on synthetic (or simulated GenICam) parts from the command's options."""
     from inspector.demo.run import run_demo
 
-    return run_demo(parts=args.parts, out=Path(args.out), seed=args.seed,
+    parts = args.parts if args.parts is not None else (None if args.ui else 200)
+    return run_demo(parts=parts, out=Path(args.out), seed=args.seed,
                     recipe=Path(args.recipe) if args.recipe else None, rate_hz=args.rate,
                     width=args.size, height=args.size, broker=args.broker,
-                    calibration=args.calibration, camera=args.camera)
+                    calibration=args.calibration, camera=args.camera,
+                    ui_port=args.ui_port if args.ui else None)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -128,7 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.set_defaults(func=cmd_run)
 
     d = sub.add_parser("demo", help="inspect synthetic parts with the demo recipe")
-    d.add_argument("--parts", type=int, default=200, help="number of parts (default 200)")
+    d.add_argument("--parts", type=int, default=None,
+                   help="number of parts (default 200; with --ui: until Ctrl-C)")
     d.add_argument("--out", default="demo-out", help="output folder (results, NG overlays)")
     d.add_argument("--seed", type=int, default=1000, help="synthetic part seed")
     d.add_argument("--recipe", default=None, help="recipe folder (default: recipes/demo)")
@@ -140,6 +154,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="auto: start a local mosquitto; none; or HOST:PORT of a broker")
     d.add_argument("--calibration", default="auto", help="camera calibration file; auto: "
                    "calibration/demo-cam0.yaml when it fits the frame size; none")
+    d.add_argument("--ui", action="store_true", help="also serve the station page (teach a "
+                   "left-out defect kind from the browser); parts at 2/s until Ctrl-C")
+    d.add_argument("--ui-port", type=int, default=8080, help="port of the page (default 8080)")
     d.set_defaults(func=cmd_demo)
 
     for name in EXTENSIONS:  # verbs of other stages register themselves

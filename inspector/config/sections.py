@@ -1,4 +1,4 @@
-"""The station config's `archive:`, `supervisor:` and `health:` sections.
+"""The station config's `archive:`, `supervisor:`, `health:` and `web:` sections.
 
 They live here, not beside the archive, supervisor and health code that reads them, so
 that loading a station config (`inspector validate`) imports no stage at all.
@@ -58,3 +58,26 @@ class HealthConfig(StrictModel):
 
     prometheus_port: Annotated[int, Field(ge=1, le=65535)] | None = None  # None: off
     prometheus_addr: str = "127.0.0.1"  # "0.0.0.0" to let a remote Prometheus scrape
+
+
+class WebConfig(StrictModel):
+    """The `web:` section: the operator's station page (inspector.web), off by default.
+
+    It binds the loopback address unless told otherwise: a page that switches recipes
+    belongs on the plant network only on purpose, and then with TLS.
+    """
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=0, le=65535)] = 8080  # 0: any free port (tests)
+    users_file: Path = Path("users.json")  # relative: under storage.state_dir
+    tls_cert: Path | None = None  # PEM certificate and key: both or neither
+    tls_key: Path | None = None
+    session_hours: Annotated[float, Field(gt=0, le=168)] = 12.0
+    recent_parts: Annotated[int, Field(ge=1, le=1000)] = 60  # kept in memory for review
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> WebConfig:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key go together: give both or neither")
+        return self

@@ -13,7 +13,7 @@ from typing import Annotated
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from inspector.config.mqtt import MqttConfig
-from inspector.config.sections import ArchiveConfig, HealthConfig, SupervisorConfig
+from inspector.config.sections import ArchiveConfig, HealthConfig, SupervisorConfig, WebConfig
 from inspector.config.sources import SourceConfig
 from inspector.core.strict import StrictModel
 from inspector.core.validation import require_unique, validate_file
@@ -71,6 +71,7 @@ class StationConfig(StrictModel):
     archive: ArchiveConfig = Field(default_factory=ArchiveConfig)  # images, retention
     supervisor: SupervisorConfig = Field(default_factory=SupervisorConfig)  # stall limits
     health: HealthConfig = Field(default_factory=HealthConfig)  # Prometheus endpoint
+    web: WebConfig = Field(default_factory=WebConfig)  # the operator's station page
 
     @field_validator("cameras")
     @classmethod

@@ -41,11 +41,12 @@ def mode_for(path: Path) -> int:
         return 0o666 & ~_umask()
 
 
-def temp_beside(path: Path) -> tuple[int, str]:
-    """mkstemp beside `path`, with the mode the final file should have."""
+def temp_beside(path: Path, mode: int | None = None) -> tuple[int, str]:
+    """mkstemp beside `path`, with the mode the final file should have (`mode` forces one:
+    secrets are 0600 from their first byte)."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        os.fchmod(fd, mode_for(path))
+        os.fchmod(fd, mode_for(path) if mode is None else mode)
     except BaseException:
         os.close(fd)
         Path(tmp).unlink(missing_ok=True)
@@ -53,11 +54,12 @@ def temp_beside(path: Path) -> tuple[int, str]:
     return fd, tmp
 
 
-def write_atomic(path: Path, write: Callable[[BinaryIO], object], fsync: bool = True) -> None:
+def write_atomic(path: Path, write: Callable[[BinaryIO], object], fsync: bool = True,
+                 mode: int | None = None) -> None:
     """Write through `write(file_object)` to a temporary file beside `path`, then rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = temp_beside(path)
+    fd, tmp = temp_beside(path, mode)
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
@@ -70,6 +72,7 @@ def write_atomic(path: Path, write: Callable[[BinaryIO], object], fsync: bool = 
         raise
 
 
-def write_bytes_atomic(path: Path, data: bytes, fsync: bool = True) -> None:
+def write_bytes_atomic(path: Path, data: bytes, fsync: bool = True,
+                       mode: int | None = None) -> None:
     """Write `data` to `path` atomically (see write_atomic)."""
-    write_atomic(path, lambda f: f.write(data), fsync=fsync)
+    write_atomic(path, lambda f: f.write(data), fsync=fsync, mode=mode)

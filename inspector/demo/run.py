@@ -72,7 +72,7 @@ class Tally:
 
 
 def run_demo(
-    parts: int = 200,
+    parts: int | None = 200,
     out: Path = Path("demo-out"),
     seed: int = 1000,
     recipe: Path | None = None,
@@ -82,10 +82,21 @@ def run_demo(
     broker: str = "auto",
     calibration: str | Path | None = "auto",
     camera: str = "synthetic",
+    ui_port: int | None = None,
 ) -> int:
-    """Run the service on demo defaults for `parts` parts and print the summary table."""
-    recipe = recipe or demo_recipe()
+    """Run the service on demo defaults for `parts` parts and print the summary table.
+
+    `ui_port`: also serve the station page there, on a copy of the demo recipe that lacks
+    one defect kind to teach (inspector.demo.ui); parts then come at 2/s until Ctrl-C
+    unless `parts` and `rate_hz` say otherwise.
+    """
     out.mkdir(parents=True, exist_ok=True)
+    if ui_port is not None:
+        from inspector.demo.ui import teachable_recipe
+
+        recipe = teachable_recipe(recipe or demo_recipe(), out)
+        rate_hz = rate_hz or 2.0
+    recipe = recipe or demo_recipe()
     if camera == "genicam":
         calibration = None  # the demo calibration belongs to the synthetic camera
     calibration, scale_note = _calibration(calibration, recipe, width, height)
@@ -102,6 +113,7 @@ def run_demo(
             "archive": {"dir": ".", "ng_images": False},
             "console": False,
             "mqtt": mqtt_cfg,
+            "web": {"enabled": ui_port is not None, "port": ui_port or 0},
         }
     )
     viewer = None
@@ -116,8 +128,8 @@ def run_demo(
     service = Service(cfg, on_result=tally.add, progress=True)
     service.install_signal_handlers()
     where = f"broker {mqtt_cfg['host']}:{mqtt_cfg['port']}" if mqtt_cfg else "no broker"
-    print(f"Inspector demo: {parts} parts from the {camera} camera, recipe {recipe}, {where}, "
-          f"output {out}/",
+    print(f"Inspector demo: {parts or 'endless'} parts from the {camera} camera, recipe "
+          f"{recipe}, {where}, output {out}/",
           file=sys.stderr)
     t0 = time.monotonic()
     try:
@@ -128,19 +140,24 @@ def run_demo(
             local.stop()
         raise
     stats = service.pipeline.stats
+    web = _start_page(service, cfg) if ui_port is not None else None
 
     def tick() -> None:
         lat = stats.percentiles().get("total", {})
-        print(f"\r  parts {tally.parts}/{parts}  {stats.fps():5.1f} parts/s  NG {tally.ng}"
+        print(f"\r  parts {tally.parts}/{parts or '-'}  {stats.fps():5.1f} parts/s  NG {tally.ng}"
               f"  latency p50 {lat.get('p50', 0):6.1f} ms  p99 {lat.get('p99', 0):6.1f} ms ",
               end="", file=sys.stderr, flush=True)
 
     def tick_and_count() -> None:
         tick()
-        if tally.parts >= parts:  # a live camera never ends by itself
+        if parts is not None and tally.parts >= parts:  # a live camera never ends by itself
             service.stop_requested.set()
 
-    service.run_until_stopped(tick_and_count)
+    try:
+        service.run_until_stopped(tick_and_count)
+    finally:
+        if web is not None:
+            web.stop()
     tick()
     print(file=sys.stderr)
     wall = time.monotonic() - t0
@@ -159,6 +176,24 @@ def run_demo(
         local.stop()
     print(summary_table(tally, stats, wall, out, [("scale (px to mm)", scale_note), *mqtt_rows]))
     return 0
+
+
+def _start_page(service: Service, cfg: StationConfig):
+    """Serve the station page and print where and how to log in."""
+    from inspector.demo.ui import LEFT_OUT, demo_login
+    from inspector.web.server import WebServer
+
+    web = WebServer.attach(service, cfg)
+    web.start()
+    users_file = cfg.storage.resolve(cfg.web.users_file)
+    assert users_file is not None
+    user, password = demo_login(users_file)
+    login = (f"user {user}, password {password}" if password
+             else f"user {user}, password as printed on the first run ({users_file})")
+    print(f"\nStation page: {web.url}  ({login})\n"
+          f"The recipe lacks the class {LEFT_OUT!r}: teach it from an NG part on the page.\n",
+          file=sys.stderr)
+    return web
 
 
 def _calibration(calibration: str | Path | None, recipe: Path, width: int, height: int
@@ -183,7 +218,7 @@ def _calibration(calibration: str | Path | None, recipe: Path, width: int, heigh
     return path, f"{load_recipe(recipe).mm_per_px:.5g} mm/px from the recipe"
 
 
-def _source(camera: str, parts: int, seed: int, rate_hz: float | None, width: int,
+def _source(camera: str, parts: int | None, seed: int, rate_hz: float | None, width: int,
             height: int) -> dict:
     """The demo camera: the synthetic part generator, or a GenICam camera (by default the
     simulated one, viky.cti from the genicam wheel, when GENICAM_GENTL64_PATH is unset)."""

@@ -105,6 +105,9 @@ class Service:
         self.ack_listener = ack_listener
         self.extra_sinks = extra_sinks or []
         self.on_result = on_result
+        # more callers of every finished part (the station page's live view); each must
+        # return quickly: it runs on the result thread
+        self.observers: list[Callable[[Finished], None]] = []
         self.progress = progress
         # a switch's cache miss is enrolled in a child process, so that inspection never
         # waits behind it; scripts/bench_switch.py turns it off to measure the difference
@@ -162,7 +165,7 @@ class Service:
             self.builder,
             frame_queue=cfg.queues.frames,
             result_queue=cfg.queues.results,
-            on_result=self.on_result,
+            on_result=self._finished,
             archive=(Archive(cfg.archive, cfg.storage.resolve(cfg.archive.dir))
                      if cfg.archive.enabled else None),
             on_camera_status=self._camera_status,
@@ -184,6 +187,15 @@ class Service:
                  active.recipe.id, active.recipe.rev, active.detector.kind)
         # cameras open, detector enrolled; the broker may still be away (the outbox waits)
         self.supervisor.ready()
+
+    def _finished(self, item: Finished) -> None:
+        if self.on_result is not None:
+            self.on_result(item)
+        for observe in self.observers:
+            try:
+                observe(item)
+            except Exception:  # a viewer's bug never stops results
+                log.exception("observer %r failed on %s", observe, item.result.event_id)
 
     def _camera_status(self, camera: str, status: str) -> None:
         for sink in self.sinks:

@@ -1,0 +1,1 @@
+"""The operator's station page: live view, NG review, teaching, recipes (docs/DESIGN.md)."""

@@ -1,0 +1,77 @@
+"""Who is asking: session cookies, CSRF tokens and roles for the station page.
+
+The session is a cookie signed with a key kept in the state folder (starlette's
+SessionMiddleware with itsdangerous): it holds the user's name and a random CSRF token.
+Every request that changes something must echo the token (header `X-CSRF-Token`, or a
+`csrf` form field for the login form), so another site cannot make an operator's browser
+switch a recipe. Roles are read from the users file on every request, so removing a user
+or changing a role takes effect at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from pathlib import Path
+
+from fastapi import HTTPException, Request
+
+from inspector.core.atomic import write_bytes_atomic
+from inspector.web.users import User, UserStore
+
+log = logging.getLogger(__name__)
+CSRF_HEADER = "X-CSRF-Token"
+
+
+def session_secret(state_dir: Path) -> str:
+    """The cookie signing key: made once (0600) and kept, so sessions survive a restart."""
+    path = Path(state_dir) / "web-session.key"
+    try:
+        return path.read_text(encoding="ascii").strip()
+    except FileNotFoundError:
+        key = secrets.token_hex(32)
+        write_bytes_atomic(path, key.encode(), mode=0o600)
+        return key
+
+
+def csrf_token(request: Request) -> str:
+    """This session's CSRF token (made on first use)."""
+    token = request.session.get("csrf")
+    if not token:
+        token = request.session["csrf"] = secrets.token_urlsafe(32)
+    return token
+
+
+def check_csrf(request: Request, sent: str | None) -> None:
+    """Refuse (403) a change whose token is missing or not this session's."""
+    token = request.session.get("csrf")
+    if not token or not sent or not secrets.compare_digest(str(sent), token):
+        raise HTTPException(403, "CSRF token missing or wrong: reload the page and try again")
+
+
+class LoginRequired(Exception):
+    """A page asked for without a session: the handler redirects to /login."""
+
+
+def current_user(request: Request, users: UserStore) -> User | None:
+    """The logged-in user, or None (no session, or the user was removed)."""
+    name = request.session.get("user")
+    if not name:
+        return None
+    return next((u for u in users.load() if u.name == name), None)
+
+
+def require(request: Request, users: UserStore, action: str, page: bool = False) -> User:
+    """The user, if allowed to `action`; else 401 (or a redirect for pages) or 403."""
+    user = current_user(request, users)
+    if user is None:
+        if page:
+            raise LoginRequired()
+        raise HTTPException(401, "log in first")
+    if not user.may(action):
+        log.warning("web: %s (%s) was refused %s", user.name, user.role, action)
+        raise HTTPException(403, f"{action} needs the engineer role; {user.name} is "
+                                 f"{user.role}")
+    if request.method not in ("GET", "HEAD"):
+        check_csrf(request, request.headers.get(CSRF_HEADER))
+    return user
