@@ -9,13 +9,14 @@ teaching) runs on worker threads so the event loop keeps serving the page.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import FastAPI, Form, HTTPException, Request
 from fastapi.responses import (
@@ -77,8 +78,10 @@ class TeachRequest(BaseModel):
     box: Annotated[list[float], Field(min_length=4, max_length=4)]
     cls: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
     plc_code: Annotated[int, Field(ge=1, le=65534)] | None = None  # given: a new class
-    severity: str = "major"
+    severity: Literal["minor", "major", "critical"] = "major"
     threshold: Annotated[float, Field(ge=0, le=1)] = 0.25
+    # the brushed defect pixels: a PNG data URL of the frame's size (white = defect)
+    mask_png: Annotated[str, Field(max_length=20_000_000)] | None = None
 
 
 class ReviewRequest(BaseModel):
@@ -273,7 +276,10 @@ def _teach(app: FastAPI, st: Station, page: Callable[..., HTMLResponse],
             new = NewClass(body.cls, body.plc_code, threshold=body.threshold,
                            severity=body.severity)
         x, y, w, h = body.box
-        job = st.teacher.start(user.name, part, (x, y, w, h), body.cls, new)
+        mask = None
+        if body.mask_png is not None:
+            mask = _png_from_data_url(body.mask_png)
+        job = st.teacher.start(user.name, part, (x, y, w, h), body.cls, new, mask)
         st.audit.record(user, "teach", event_id=body.event_id, box=body.box, cls=body.cls,
                         plc_code=body.plc_code, job=job.id)
         return JSONResponse(job.view())
@@ -353,6 +359,20 @@ def _recipes(app: FastAPI, st: Station, page: Callable[..., HTMLResponse],
     async def audit_page(request: Request) -> HTMLResponse:
         user = user_for(request, "view", True)
         return page(request, "audit.html", user, entries=st.audit.tail(100))
+
+
+def _png_from_data_url(url: str) -> bytes:
+    """The bytes of a `data:image/png;base64,...` URL (422 when it is anything else)."""
+    head, _, data = url.partition(",")
+    if head != "data:image/png;base64":
+        raise HTTPException(422, "mask_png: expected a data:image/png;base64 URL")
+    try:
+        png = base64.b64decode(data, validate=True)
+    except ValueError:
+        raise HTTPException(422, "mask_png: not valid base64") from None
+    if not png.startswith(b"\x89PNG"):
+        raise HTTPException(422, "mask_png: not a PNG")
+    return png
 
 
 def snapshot(st: Station) -> dict:

@@ -17,6 +17,7 @@ from pathlib import Path
 from fastapi import HTTPException, Request
 
 from inspector.core.atomic import write_bytes_atomic
+from inspector.core.errors import InspectorError
 from inspector.web.users import User, UserStore
 
 log = logging.getLogger(__name__)
@@ -49,7 +50,7 @@ def check_csrf(request: Request, sent: str | None) -> None:
         raise HTTPException(403, "CSRF token missing or wrong: reload the page and try again")
 
 
-class LoginRequired(Exception):
+class LoginRequired(InspectorError):
     """A page asked for without a session: the handler redirects to /login."""
 
 

@@ -61,19 +61,20 @@ class Teacher:
         self._one = threading.Lock()
 
     def start(self, user: str, part: Part, box: tuple[float, float, float, float], cls: str,
-              new_class: NewClass | None) -> TeachJob:
-        """Begin a job on its own thread; its progress is in `jobs[id]`."""
+              new_class: NewClass | None, mask_png: bytes | None = None) -> TeachJob:
+        """Begin a job on its own thread; its progress is in `jobs[id]`. `mask_png`: the
+        brushed defect pixels (PNG of the frame's size, nonzero = defect)."""
         job = TeachJob(uuid.uuid4().hex[:12], user, cls)
         self.jobs[job.id] = job
-        threading.Thread(target=self._run, args=(job, part, box, new_class),
+        threading.Thread(target=self._run, args=(job, part, box, new_class, mask_png),
                          name=f"teach-{job.id}", daemon=True).start()
         return job
 
     def _run(self, job: TeachJob, part: Part, box: tuple[float, float, float, float],
-             new_class: NewClass | None) -> None:
+             new_class: NewClass | None, mask_png: bytes | None) -> None:
         with self._one:
             try:
-                self._teach(job, part, box, new_class)
+                self._teach(job, part, box, new_class, mask_png)
             except (InspectorError, ValueError, FileNotFoundError, OSError) as exc:
                 job.error = "; ".join(getattr(exc, "errors", None) or [str(exc)])
                 log.warning("teach %s: %s", job.id, job.error)
@@ -82,7 +83,7 @@ class Teacher:
                 log.exception("teach %s failed", job.id)
 
     def _teach(self, job: TeachJob, part: Part, box: tuple[float, float, float, float],
-               new_class: NewClass | None) -> None:
+               new_class: NewClass | None, mask_png: bytes | None) -> None:
         assert self.service.pipeline is not None
         folder = self.service.pipeline.active.recipe.folder
         assert folder is not None
@@ -90,7 +91,12 @@ class Teacher:
         image = self.work_dir / f"{part.result.event_id[:12]}.png"
         if not cv2.imwrite(str(image), part.image):
             raise OSError(f"cannot write {image}")
-        summary = add_prompt(folder, image, box, job.cls, new_class=new_class, frame=True)
+        mask = None
+        if mask_png is not None:
+            mask = self.work_dir / f"{part.result.event_id[:12]}-mask.png"
+            mask.write_bytes(mask_png)  # add_prompt checks its size and its pixels
+        summary = add_prompt(folder, image, box, job.cls, mask=mask, new_class=new_class,
+                             frame=True)
         job.rev = summary.rev
         job.stage, job.step = STAGES[1], 1
         job.recipe = self.service.switch_recipe(folder.name, summary.rev)

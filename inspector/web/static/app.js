@@ -101,19 +101,36 @@ function startReview() {
   }
 }
 
-// -- teach --------------------------------------------------------------------------
+// -- teach -------------------------------------------------------------------------
 function startTeach() {
   const canvas = document.getElementById("teach-canvas");
   if (!canvas) return;
   const ctx = canvas.getContext("2d");
   const img = new Image();
-  let box = null, start = null;
+  // the brushed mask lives on a canvas of the frame's size: white = defect pixel
+  const mask = document.createElement("canvas");
+  mask.width = canvas.width; mask.height = canvas.height;
+  const mctx = mask.getContext("2d");
+  let box = null, start = null, brushed = false;
+  const tool = () => document.getElementById("tool-brush").checked ? "brush" : "box";
   const redraw = () => {
     ctx.drawImage(img, 0, 0);
+    if (brushed) {
+      ctx.save(); ctx.globalAlpha = 0.45; ctx.drawImage(tinted(), 0, 0); ctx.restore();
+    }
     if (box) {
       ctx.lineWidth = 2; ctx.strokeStyle = "#00e5ff";
       ctx.strokeRect(box[0], box[1], box[2], box[3]);
     }
+  };
+  const tinted = () => {  // the mask in the page's accent colour, for display only
+    const t = document.createElement("canvas");
+    t.width = mask.width; t.height = mask.height;
+    const tc = t.getContext("2d");
+    tc.drawImage(mask, 0, 0);
+    tc.globalCompositeOperation = "source-in";
+    tc.fillStyle = "#ff00ff"; tc.fillRect(0, 0, t.width, t.height);
+    return t;
   };
   img.onload = redraw;
   img.src = canvas.dataset.src;
@@ -122,23 +139,46 @@ function startTeach() {
     return [Math.round((ev.clientX - r.left) * canvas.width / r.width),
             Math.round((ev.clientY - r.top) * canvas.height / r.height)];
   };
-  canvas.onmousedown = (ev) => { start = at(ev); };
+  let last = null;
+  const paint = (p) => {  // a round stroke from the last point, so fast moves leave no gaps
+    mctx.strokeStyle = "#fff";
+    mctx.lineWidth = Number(document.getElementById("brush-size").value);
+    mctx.lineCap = "round";
+    mctx.beginPath();
+    mctx.moveTo(...(last || p)); mctx.lineTo(...p); mctx.stroke();
+    last = p;
+    brushed = true;
+  };
+  canvas.onmousedown = (ev) => {
+    start = at(ev);
+    last = null;
+    if (tool() === "brush") { paint(start); redraw(); }
+  };
   canvas.onmousemove = (ev) => {
     if (!start) return;
     const p = at(ev);
-    box = [Math.min(start[0], p[0]), Math.min(start[1], p[1]),
-           Math.abs(p[0] - start[0]), Math.abs(p[1] - start[1])];
+    if (tool() === "brush") {
+      paint(p);
+    } else {
+      box = [Math.min(start[0], p[0]), Math.min(start[1], p[1]),
+             Math.abs(p[0] - start[0]), Math.abs(p[1] - start[1])];
+    }
     redraw();
   };
   canvas.onmouseup = () => {
     start = null;
+    last = null;
     document.getElementById("box").value = box ? box.join(", ") : "";
+  };
+  document.getElementById("clear-mask").onclick = () => {
+    mctx.clearRect(0, 0, mask.width, mask.height); brushed = false; redraw();
   };
   document.getElementById("teach-form").onsubmit = async (ev) => {
     ev.preventDefault();
     if (!box || box[2] < 2 || box[3] < 2) return toast("drag a box around the defect first", true);
     const isNew = document.getElementById("kind-new").checked;
     const body = {event_id: canvas.dataset.event, box};
+    if (brushed) body.mask_png = mask.toDataURL("image/png");
     if (isNew) {
       body.cls = document.getElementById("new-cls").value;
       body.plc_code = Number(document.getElementById("new-code").value);

@@ -295,6 +295,11 @@ def test_teaching_loop_from_the_page(station: Station, browser) -> None:
     drawn = [float(v) for v in browser.find_element(By.ID, "box").get_attribute("value")
              .split(",")]
     assert all(abs(a - b) <= 3 for a, b in zip(drawn, box, strict=True)), (drawn, box)
+    browser.find_element(By.ID, "tool-brush").click()  # and brush the defect's middle
+    cx, cy = x + bw / 2, y + bh / 2
+    (ActionChains(browser).move_to_element_with_offset(canvas, *at(cx - bw / 4, cy))
+     .click_and_hold().move_to_element_with_offset(canvas, *at(cx + bw / 4, cy)).release()
+     .perform())
     browser.find_element(By.ID, "kind-new").click()
     browser.find_element(By.ID, "new-cls").send_keys("stain")
     browser.find_element(By.ID, "new-code").send_keys("14")
@@ -303,6 +308,7 @@ def test_teaching_loop_from_the_page(station: Station, browser) -> None:
     browser.find_element(By.ID, "enrol").click()
     status = browser.find_element(By.ID, "teach-status")
     wait_for(lambda: status.get_attribute("data-done") == "1" or "refused" in status.text, 120)
+    browser.execute_script("arguments[0].scrollIntoView()", status)
     shot(browser, "teach-done")
     assert "refused" not in status.text, status.text
     job = next(iter(station.web.station.teacher.jobs.values()))
@@ -310,6 +316,9 @@ def test_teaching_loop_from_the_page(station: Station, browser) -> None:
     (screenshot_dir() / "teach-timing.json").write_text(json.dumps(job.view(), indent=1))
     active = station.service.pipeline.active.recipe
     assert active.rev == job.rev and active.class_rule("stain").plc_code == 14
+    bank = active.prompt_bank()
+    (taught,) = [a for a in bank.annotations if bank.class_of(a) == "stain"]
+    assert taught.segmentation and [round(v) for v in taught.bbox] == [round(v) for v in drawn]
 
     # later parts: NG as stain with PLC code 14, published over MQTT
     n = len(live.recent_results())
