@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
 
+import cv2
 from fastapi import FastAPI, Form, HTTPException, Request
 from fastapi.responses import (
     HTMLResponse,
@@ -89,7 +90,8 @@ class ReviewRequest(BaseModel):
 
     event_id: EventId
     mark: Annotated[str, Field(pattern=r"^(true_defect|false_call)$")]
-    cls: str | None = None  # the right class of a true defect, when the call was wrong
+    # the right class of a true defect, when the call was wrong
+    cls: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")] | None = None
 
 
 def create_app(station: Station) -> FastAPI:
@@ -319,8 +321,11 @@ def _recipes(app: FastAPI, st: Station, page: Callable[..., HTMLResponse],
             recipe = load_recipe(find_recipe(st.cfg.recipes_dir, name))
         except (FileNotFoundError, ValueError) as exc:
             raise HTTPException(404, str(exc)) from None
-        png = await run_in_threadpool(render, recipe)
-        return Response(png, media_type="image/png")
+        sheet = await run_in_threadpool(render, recipe)
+        ok, png = cv2.imencode(".png", sheet)
+        if not ok:
+            raise HTTPException(500, f"cannot encode the contact sheet of {name}")
+        return Response(png.tobytes(), media_type="image/png")
 
     @app.post("/api/switch")
     async def switch(request: Request, body: SwitchRequest) -> JSONResponse:

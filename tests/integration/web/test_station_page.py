@@ -144,6 +144,9 @@ def test_every_page_loads_without_console_errors(station: Station, browser) -> N
     browser.get(station.url + "/")
     text = wait_for(lambda: browser.find_element(By.ID, "f-recipe").text.strip(" –"), 20)
     assert text.startswith("loop rev")
+    browser.get(station.url + "/recipes/loop/sheet.png")  # the contact sheet, a real image
+    assert browser.execute_script("return document.images[0].naturalWidth") > 100
+    shot(browser, "contact-sheet")
 
 
 def test_a_change_without_the_csrf_token_is_refused(station: Station, browser) -> None:
