@@ -140,7 +140,15 @@ def run_demo(
             local.stop()
         raise
     stats = service.pipeline.stats
-    web = _start_page(service, cfg) if ui_port is not None else None
+    try:
+        web = _start_page(service, cfg) if ui_port is not None else None
+    except (OSError, RuntimeError) as exc:  # e.g. the port is taken: say so, stop cleanly
+        print(f"inspector demo: the station page cannot start on port {ui_port}: {exc} "
+              "(choose another with --ui-port)", file=sys.stderr)
+        service.stop()
+        if local is not None:
+            local.stop()
+        return 2
 
     def tick() -> None:
         lat = stats.percentiles().get("total", {})
