@@ -11,6 +11,7 @@ with several cameras measures the pipeline rather than the renderer.
 from __future__ import annotations
 
 import math
+import threading
 import time
 
 import numpy as np
@@ -33,6 +34,7 @@ class SyntheticSource(FrameSource):
         self._next_due: float | None = None  # monotonic time the next frame is due
         self._closed = False
         self._parts: dict[int, tuple[np.ndarray, list[DefectTruth]]] = {}  # `distinct` cache
+        self._triggers = threading.Semaphore(0)  # fired, not yet delivered (`triggered`)
 
     def open(self, pool) -> None:
         super().open(pool)
@@ -41,7 +43,16 @@ class SyntheticSource(FrameSource):
 
     @property
     def paced_by_consumer(self) -> bool:
-        return self.cfg.rate_hz is None
+        return self.cfg.rate_hz is None and not self.cfg.triggered
+
+    @property
+    def triggered(self) -> bool:
+        return self.cfg.triggered
+
+    def trigger(self) -> None:
+        """One part, delivered by the next grab (software-trigger mode only)."""
+        if self.cfg.triggered:
+            self._triggers.release()
 
     def grab(self, timeout: float) -> Frame | None:
         """Next part, or None if it is not due within `timeout` or the pool is exhausted.
@@ -54,7 +65,10 @@ class SyntheticSource(FrameSource):
         cfg = self.cfg
         if cfg.count is not None and self.frame_id >= cfg.count:
             raise EndOfStream(f"synthetic source {self.name!r}: {cfg.count} frames delivered")
-        if cfg.rate_hz is not None:
+        if cfg.triggered:
+            if not self._triggers.acquire(timeout=max(timeout, 0.0)):
+                return None
+        elif cfg.rate_hz is not None:
             now = time.monotonic()
             if self._next_due is None:
                 self._next_due = now

@@ -30,6 +30,9 @@ class SyntheticSourceConfig(StrictModel):
     # render only this many different parts (frame k shows part k % distinct) and copy
     # them afterwards, so a benchmark measures the pipeline, not the part renderer
     distinct: Annotated[int, Field(ge=1)] | None = None
+    # software trigger: a part only when triggered (cmd/trigger), like a camera in
+    # TriggerMode On with TriggerSource Software; rate_hz is then ignored
+    triggered: bool = False
 
 
 class ReplaySourceConfig(StrictModel):

@@ -22,11 +22,14 @@ TopicLevel = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 
 
 class StationIdentity(StrictModel):
-    """Site, line and station: the topic levels every MQTT message of the station is under."""
+    """Site, line and station: the topic levels every MQTT message of the station is under;
+    `enterprise` and `area` add the other ISA-95 levels when a plant's namespace has them."""
 
     site: TopicLevel
     line: TopicLevel
     station: TopicLevel
+    enterprise: TopicLevel | None = None
+    area: TopicLevel | None = None
 
 
 class CameraConfig(StrictModel):

@@ -79,6 +79,7 @@ class Result(_Part):
     camera: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]+$")]
     frame_id: Annotated[int, Field(ge=0)]
     part_id: str
+    request_id: Annotated[str, Field(min_length=1, max_length=128)] | None = None  # trigger
     recipe: RecipeRef
     verdict: Literal["OK", "NG"]
     code: Annotated[int, Field(ge=0)] | None = None
@@ -91,11 +92,14 @@ class Result(_Part):
 
     def payload(self) -> dict:
         """The JSON object consumers get: wire names (`schema`, `class`); the optional
-        `code`, a defect's `mask` and the `queue` stage are left out when None, as the
-        schema allows (a `prompt_id` of None stays: null means "no prompt explains it")."""
+        `code`, `request_id` (no trigger asked for the part), a defect's `mask` and the
+        `queue` stage are left out when None, as the schema allows (a `prompt_id` of None
+        stays: null means "no prompt explains it")."""
         doc = self.model_dump(mode="json", by_alias=True)
         if doc["code"] is None:
             del doc["code"]
+        if doc["request_id"] is None:
+            del doc["request_id"]
         if doc["latency_ms"].get("queue", 0) is None:
             del doc["latency_ms"]["queue"]
         for d in doc["defects"]:

@@ -66,6 +66,7 @@ class ResultBuilder:
             "camera": frame.camera,
             "frame_id": int(frame.frame_id),
             "part_id": str(frame.part_id),
+            "request_id": frame.meta.get("request_id"),
             "recipe": {**recipe_ref, "model_sha256": model_sha256},
             "verdict": "OK" if verdict.ok else "NG",
             "code": int(verdict.code),

@@ -83,8 +83,12 @@ class Pipeline:
         archive: Archive | None = None,
         on_camera_status: Callable[[str, str], None] | None = None,
         preprocessors: dict[str, Preprocessor] | None = None,
+        on_frame: Callable[[Frame], None] | None = None,
     ) -> None:
         self.sources = sources
+        # called on the acquisition thread with each new frame before it is queued (the
+        # trigger handshake tags the triggered part here); must be quick
+        self.on_frame = on_frame
         self._active = active
         self.sinks = sinks
         self.builder = builder
@@ -218,6 +222,8 @@ class Pipeline:
                 frame.t_arrival = time.monotonic()
                 self.last_frame[src.name] = frame.t_arrival
                 self.stats.count("frames_in")
+                if self.on_frame is not None:
+                    self.on_frame(frame)
                 if src.paced_by_consumer:  # offline source: wait for room, lose nothing
                     while not self.frames.put_wait(frame, 0.1):
                         self.acq_beat[src.name] = time.monotonic()  # waiting is no stall

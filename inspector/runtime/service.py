@@ -35,6 +35,7 @@ from inspector.runtime.logs import register_secret
 from inspector.runtime.notify import Notifier
 from inspector.runtime.pipeline import ActiveRecipe, Finished, Pipeline
 from inspector.runtime.supervisor import Supervisor
+from inspector.runtime.trigger import TriggerDesk
 
 if TYPE_CHECKING:
     from inspector.outputs.mqtt.publisher import AckListener
@@ -120,6 +121,7 @@ class Service:
         self.builder = ResultBuilder()
         self.notifier = Notifier.from_env()  # sd_notify; a no-op outside systemd
         self.supervisor: Supervisor | None = None
+        self.trigger_desk: TriggerDesk | None = None  # cmd/trigger (READY/BUSY/ERROR)
         self.exporter: PrometheusExporter | None = None
         self._next_stats = 0.0
         self._stop_lock = threading.Lock()
@@ -158,6 +160,8 @@ class Service:
             for c in cfg.cameras:
                 sink.camera_status(c.name, "online" if c.enabled else "disabled")
             sink.state_changed(self.state(active))
+        self.trigger_desk = TriggerDesk(sources, self._ready_changed)
+        self.observers.append(self.trigger_desk.finished)
         self.pipeline = Pipeline(
             sources,
             active,
@@ -170,8 +174,10 @@ class Service:
                      if cfg.archive.enabled else None),
             on_camera_status=self._camera_status,
             preprocessors=preprocessors,
+            on_frame=self.trigger_desk.tag,
         )
         self.pipeline.start()
+        self.trigger_desk.announce()
         self.control = ControlServer(control_path(cfg))
         self.control.register("status", lambda req: {"stats": self.stats(),
                                                      "state": self.state(self.pipeline.active)})
@@ -215,10 +221,37 @@ class Service:
             st = cfg.station
             self.mqtt = MqttSink(cfg.mqtt, st.site, st.line, st.station, self.builder.session,
                                  recipe_handler=self.switch_recipe,
+                                 trigger_handler=self.trigger,
+                                 threshold_handler=self.change_thresholds,
+                                 enterprise=st.enterprise, area=st.area,
                                  state_dir=cfg.storage.state_dir,
                                  ack_listener=self.ack_listener)
             sinks.append(self.mqtt)
         return sinks + self.extra_sinks
+
+    def _ready_changed(self, state: dict) -> None:
+        for sink in self.sinks:
+            sink.ready_changed(state)
+
+    def trigger(self, request_id: str, part_id: str | None = None,
+                camera: str | None = None) -> dict:
+        """Inspect the next part (cmd/trigger): `{camera, part_id}`, or TriggerRefused."""
+        if self.trigger_desk is None or self.pipeline is None:
+            raise RuntimeError("the service is still starting; try again")
+        return self.trigger_desk.fire(request_id, part_id, camera)
+
+    def change_thresholds(self, classes: dict) -> dict:
+        """Save new per-class rules as rev + 1 of the running recipe and switch to it
+        (cmd/thresholds); an invalid change raises and changes nothing."""
+        from inspector.recipes.rules import RuleChange, save_rules
+
+        if self.pipeline is None:
+            raise RuntimeError("the service is still starting; try again")
+        with self._switch_lock:  # no switch may slip in between the save and the swap
+            recipe = self.pipeline.active.recipe
+            assert recipe.folder is not None
+            rev = save_rules(recipe, RuleChange.model_validate({"classes": classes}))
+            return self._switch(recipe.folder.name, rev)
 
     def state(self, active: ActiveRecipe) -> dict:
         return {"recipe": active.recipe.ref, "mode": "inspecting", "since": time.time()}
@@ -234,6 +267,16 @@ class Service:
             return self._switch(recipe_id, rev)
 
     def _switch(self, recipe_id: str, rev: int | None) -> dict:
+        desk = self.trigger_desk
+        if desk is not None:
+            desk.switching(True)  # `ready` says BUSY: no trigger while the recipe changes
+        try:
+            return self._swap(recipe_id, rev)
+        finally:
+            if desk is not None:
+                desk.switching(False)
+
+    def _swap(self, recipe_id: str, rev: int | None) -> dict:
         t0 = time.monotonic()
         folder = find_recipe(Path(self.cfg.recipes_dir), recipe_id)
         active = load_active(folder, expect_rev=rev, isolate=self.isolate_enrolment)
@@ -260,7 +303,13 @@ class Service:
         return stats_payload(self)
 
     def tick(self) -> None:
-        """Periodic duties of the main thread: supervision, watchdog, the `stats` topic."""
+        """Periodic duties of the main thread: supervision, watchdog, the `stats` topic,
+        the trigger handshake's timeouts and camera state."""
+        if self.trigger_desk is not None:
+            try:
+                self.trigger_desk.tick()
+            except Exception:
+                log.exception("trigger desk tick failed")
         if self.supervisor is not None:
             try:
                 self.supervisor.tick()

@@ -212,8 +212,8 @@ class Supervisor:
     def _input_threads(self) -> dict[str, str]:
         """The threads that serve outside input (MQTT commands, the control socket):
         restarted when dead, and a fault for `sink_fault_s` after each restart."""
-        watched = [("mqtt-commands", None if self.mqtt is None or self.mqtt.closed
-                     else self.mqtt.commands), ("control", self.control)]
+        channels = [] if self.mqtt is None or self.mqtt.closed else self.mqtt.channels
+        watched = [*((c.thread_name, c) for c in channels), ("control", self.control)]
         now = time.monotonic()
         out: dict[str, str] = {}
         for name, obj in watched:

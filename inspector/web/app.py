@@ -36,13 +36,13 @@ from starlette.middleware.sessions import SessionMiddleware
 
 from inspector.config.station import StationConfig
 from inspector.recipes.edit import NewClass
+from inspector.recipes.rules import RuleChange, preview
 from inspector.runtime.service import Service
 from inspector.web import auth
 from inspector.web.audit import AuditLog
 from inspector.web.live import LiveView, jpeg
 from inspector.web.review import ReviewStore
 from inspector.web.teach import Teacher
-from inspector.web.thresholds import RuleChange, preview, save_rules
 from inspector.web.users import User, UserStore
 
 log = logging.getLogger(__name__)
@@ -349,15 +349,14 @@ def _recipes(app: FastAPI, st: Station, page: Callable[..., HTMLResponse],
     @app.post("/api/thresholds")
     async def thresholds(request: Request, body: RuleChange) -> JSONResponse:
         user = user_for(request, "thresholds")
-        active = st.service.pipeline.active.recipe
-        try:
-            rev = await run_in_threadpool(save_rules, active, body)
-            ref = await run_in_threadpool(st.service.switch_recipe, active.folder.name, rev)
-        except (ValueError, FileNotFoundError) as exc:
+        classes = body.model_dump(exclude_none=True)["classes"]
+        try:  # the same path as cmd/thresholds: saved as rev + 1 and switched to
+            ref = await run_in_threadpool(st.service.change_thresholds, classes)
+        except (ValueError, FileNotFoundError, RuntimeError) as exc:
             msg = "; ".join(getattr(exc, "errors", None) or [str(exc)])
-            st.audit.record(user, "thresholds refused", change=body.model_dump(), error=msg)
+            st.audit.record(user, "thresholds refused", change=classes, error=msg)
             return JSONResponse({"ok": False, "error": msg}, status_code=409)
-        st.audit.record(user, "thresholds", change=body.model_dump(), recipe=ref)
+        st.audit.record(user, "thresholds", change=classes, recipe=ref)
         return JSONResponse({"ok": True, "recipe": ref})
 
     @app.get("/audit", response_class=HTMLResponse)

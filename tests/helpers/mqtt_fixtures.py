@@ -26,7 +26,7 @@ needs_mosquitto = pytest.mark.skipif(
 SITE, LINE, STATION = "plant1", "line3", "st2"
 TOPICS = Topics.for_station("inspector/v1", SITE, LINE, STATION)
 SHA = "ab" * 32
-INPUTS = {"cmd_recipe"}  # published by others (tests send bad ones on purpose)
+INPUTS = {"cmd_recipe", "cmd_trigger", "cmd_thresholds"}  # others publish; tests send bad ones
 
 
 def wait_until(pred: Callable[[], bool], timeout: float, interval: float = 0.02) -> bool:

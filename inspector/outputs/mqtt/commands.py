@@ -1,4 +1,7 @@
-"""Recipe commands: `cmd/recipe` in, `cmd/recipe/ack` out.
+"""Commands: `cmd/recipe`, `cmd/trigger` and `cmd/thresholds` in, each with its `/ack` out.
+
+Each command kind has its own channel and worker thread, so a trigger is answered while a
+recipe switch is still enrolling. What follows holds for every channel.
 
 A retained command is never honoured: it may be hours old. Over MQTT 5 the publisher
 subscribes with retain-as-published, so even a retained command published while we are
@@ -28,15 +31,26 @@ from inspector.outputs.mqtt import schemas
 log = logging.getLogger("inspector.outputs.mqtt.commands")
 
 RecipeHandler = Callable[[str, int | None], dict]  # (recipe_id, rev) -> {id, rev, sha256}
+# (request_id, part_id, camera) -> {camera, part_id}; raises ValueError when not READY
+TriggerHandler = Callable[[str, str | None, str | None], dict]
+ThresholdHandler = Callable[[dict], dict]  # {class: {threshold?, min_area_mm2?}} -> recipe ref
 MAX_PAYLOAD = 64 * 1024
 _EXPECTED = (LookupError, ValueError, OSError)  # logged without a traceback
 
 
-class RecipeCommands:
-    """Validates commands and runs `handler` on the `mqtt-commands` worker thread."""
+class CommandChannel:
+    """One command topic: validates commands and runs them on its own worker thread.
 
-    def __init__(self, topic: str, send_ack: Callable[[bytes], None],
-                 handler: RecipeHandler | None = None, max_pending: int = 32) -> None:
+    Subclasses name the schema and the thread and turn a valid command into the fields of
+    a successful ack (`run`); whatever `run` raises becomes an error ack.
+    """
+
+    schema = ""
+    what = "command"
+    thread_name = "mqtt-commands"
+
+    def __init__(self, topic: str, send_ack: Callable[[bytes], None], handler=None,
+                 max_pending: int = 32) -> None:
         self.topic = topic
         self._send_ack = send_ack
         self._handler = handler
@@ -44,7 +58,7 @@ class RecipeCommands:
         self._stop = threading.Event()
         self.ignored_retained = 0
         self.handled = 0
-        self._thread = threading.Thread(target=self._work, name="mqtt-commands", daemon=True)
+        self._thread = threading.Thread(target=self._work, name=self.thread_name, daemon=True)
         self._started = False
 
     def start(self) -> None:
@@ -63,7 +77,7 @@ class RecipeCommands:
         try:
             self._queue.put_nowait(bytes(msg.payload))
         except queue.Full:
-            log.error("too many pending recipe commands; rejecting one")
+            log.error("too many pending %s commands; rejecting one", self.what)
             try:  # within the limits, so cheap enough for paho's thread
                 rid = _request_id(loads_limited(bytes(msg.payload), MAX_PAYLOAD))
             except Exception:
@@ -84,8 +98,8 @@ class RecipeCommands:
         when it had to."""
         if self.alive() or self._stop.is_set():
             return True
-        log.error("the mqtt-commands thread is not running; starting a fresh one")
-        self._thread = threading.Thread(target=self._work, name="mqtt-commands", daemon=True)
+        log.error("the %s thread is not running; starting a fresh one", self.thread_name)
+        self._thread = threading.Thread(target=self._work, name=self.thread_name, daemon=True)
         self._thread.start()
         return False
 
@@ -98,47 +112,88 @@ class RecipeCommands:
             try:
                 ack = self.handle(payload)
             except BaseException as exc:  # anything: answer, keep serving
-                log.exception("recipe command crashed its handler")
+                log.exception("%s command crashed its handler", self.what)
                 ack = _error(None, f"internal error: {type(exc).__name__}")
             try:
                 self._ack(ack)
             except Exception:
-                log.exception("sending a recipe command ack failed")
+                log.exception("sending a %s command ack failed", self.what)
 
     def _ack(self, ack: dict) -> None:
         self._send_ack(json.dumps(ack, separators=(",", ":")).encode("utf-8"))
 
     def handle(self, payload: bytes) -> dict:
-        """Validate one command, run the handler, return the ack (schema cmd_recipe_ack)."""
+        """Validate one command, run it, return the ack (schema `<schema>_ack`)."""
         self.handled += 1
         try:
             doc = loads_limited(payload, MAX_PAYLOAD)
         except InputError as exc:
-            log.warning("unusable recipe command: %s", exc)
+            log.warning("unusable %s command: %s", self.what, exc)
             return _error(None, f"command rejected: {exc}")
         rid = _request_id(doc)
-        problem = schemas.first_error("cmd_recipe", doc)
+        problem = schemas.first_error(self.schema, doc)
         if problem is not None:
-            log.warning("invalid recipe command %s: %s", rid, problem)
+            log.warning("invalid %s command %s: %s", self.what, rid, problem)
             return _error(rid, f"invalid command: {problem}")
         assert isinstance(doc, dict)
-        handler = self._handler
-        if handler is None:
-            return _error(rid, "recipe commands are not available on this station")
+        if self._handler is None:
+            return _error(rid, f"{self.what} commands are not available on this station")
+        try:
+            fields = self.run(rid, doc)
+        except _EXPECTED as exc:
+            log.warning("%s command %s rejected: %s", self.what, rid, _message(exc))
+            return _error(rid, _message(exc))
+        except Exception as exc:
+            log.exception("%s command %s failed", self.what, rid)
+            return _error(rid, _message(exc))
+        return {"request_id": rid, "ok": True, **fields}
+
+    def run(self, rid: str | None, doc: dict) -> dict:
+        """Carry out a valid command; the fields of its successful ack."""
+        raise NotImplementedError
+
+
+class RecipeCommands(CommandChannel):
+    """`cmd/recipe`: switch the running recipe (on the `mqtt-commands` thread)."""
+
+    schema = "cmd_recipe"
+    what = "recipe"
+    thread_name = "mqtt-commands"
+
+    def run(self, rid: str | None, doc: dict) -> dict:
         recipe_id, rev = doc["recipe_id"], doc.get("rev")
         log.info("recipe command %s: switch to %s rev %s", rid, recipe_id,
                  "latest" if rev is None else rev)
-        try:
-            ref = handler(recipe_id, rev)
-        except _EXPECTED as exc:
-            log.warning("recipe command %s rejected: %s", rid, _message(exc))
-            return _error(rid, _message(exc))
-        except Exception as exc:
-            log.exception("recipe command %s failed", rid)
-            return _error(rid, _message(exc))
+        ref = self._handler(recipe_id, rev)
         recipe = {k: ref[k] for k in ("id", "rev", "sha256") if k in ref}
         log.info("recipe command %s done: %s", rid, recipe)
-        return {"request_id": rid, "ok": True, "recipe": recipe}
+        return {"recipe": recipe}
+
+
+class TriggerCommands(CommandChannel):
+    """`cmd/trigger`: inspect the next part (on the `mqtt-trigger` thread)."""
+
+    schema = "cmd_trigger"
+    what = "trigger"
+    thread_name = "mqtt-trigger"
+
+    def run(self, rid: str | None, doc: dict) -> dict:
+        assert rid is not None  # the schema requires it
+        got = self._handler(rid, doc.get("part_id"), doc.get("camera"))
+        return {"camera": got["camera"], "part_id": got.get("part_id")}
+
+
+class ThresholdCommands(CommandChannel):
+    """`cmd/thresholds`: change rules of the running recipe as a new rev (`mqtt-thresholds`)."""
+
+    schema = "cmd_thresholds"
+    what = "thresholds"
+    thread_name = "mqtt-thresholds"
+
+    def run(self, rid: str | None, doc: dict) -> dict:
+        log.info("thresholds command %s: %s", rid, doc["classes"])
+        ref = self._handler(doc["classes"])
+        return {"recipe": {k: ref[k] for k in ("id", "rev", "sha256") if k in ref}}
 
 
 def _request_id(doc: object) -> str | None:

@@ -87,9 +87,12 @@ class Publisher:
 
     def __init__(self, cfg: MqttConfig, topics: Topics, client_id: str, outbox: Outbox,
                  on_message: MessageHandler | None = None,
-                 ack_listener: AckListener | None = None) -> None:
+                 ack_listener: AckListener | None = None,
+                 command_topics: tuple[str, ...] | None = None) -> None:
         self.cfg, self.topics, self.client_id, self.outbox = cfg, topics, client_id, outbox
         self._on_message_cb = on_message
+        # what `on_message` is given: the command topics, subscribed on every connect
+        self.command_topics = command_topics or (topics.cmd_recipe,)
         self._ack_listener = ack_listener
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -123,7 +126,8 @@ class Publisher:
         """A fresh publisher (not started) on the same outbox, handlers and retained state
         (recipe, camera status): what replaces this one when its thread has died."""
         new = Publisher(self.cfg, self.topics, self.client_id, self.outbox,
-                        on_message=self._on_message_cb, ack_listener=self._ack_listener)
+                        on_message=self._on_message_cb, ack_listener=self._ack_listener,
+                        command_topics=self.command_topics)
         with self._lock:
             retained = dict(self._retained)
         for topic, payload in retained.items():
@@ -301,10 +305,11 @@ class Publisher:
         if self._on_message_cb is not None:
             opts = (SubscribeOptions(qos=1, retainAsPublished=True)
                     if self.cfg.protocol == 5 else None)
-            if opts is not None:
-                conn.client.subscribe(self.topics.cmd_recipe, options=opts)
-            else:
-                conn.client.subscribe(self.topics.cmd_recipe, qos=1)
+            for topic in self.command_topics:
+                if opts is not None:
+                    conn.client.subscribe(topic, options=opts)
+                else:
+                    conn.client.subscribe(topic, qos=1)
         window = self.cfg.max_inflight
         if conn.receive_max:
             window = max(2, min(window, conn.receive_max - 4))

@@ -16,7 +16,15 @@ from pathlib import Path
 
 from inspector.config.mqtt import MqttConfig
 from inspector.core.result import Result
-from inspector.outputs.mqtt.commands import RecipeCommands, RecipeHandler
+from inspector.outputs.mqtt.commands import (
+    CommandChannel,
+    RecipeCommands,
+    RecipeHandler,
+    ThresholdCommands,
+    ThresholdHandler,
+    TriggerCommands,
+    TriggerHandler,
+)
 from inspector.outputs.mqtt.outbox import MemoryOutbox, Outbox
 from inspector.outputs.mqtt.pending import PendingCommits
 from inspector.outputs.mqtt.publisher import AckListener, Publisher
@@ -36,8 +44,11 @@ def plc_payload(result: Result) -> dict:
     code = result.code
     if code is None:
         code = 0 if ok else 1
-    return {"part_id": result.part_id, "ok": ok, "code": int(code), "seq": result.seq,
-            "event_id": result.event_id, "session": result.session, "replayed": False}
+    doc = {"part_id": result.part_id, "ok": ok, "code": int(code), "seq": result.seq,
+           "event_id": result.event_id, "session": result.session, "replayed": False}
+    if result.request_id is not None:  # the trigger this part answers
+        doc["request_id"] = result.request_id
+    return doc
 
 
 def _dumps(doc: object) -> str:
@@ -53,14 +64,17 @@ class MqttSink(ResultSink):
 
     def __init__(self, config: MqttConfig, site: str, line: str, station: str, session: str,
                  *, recipe_handler: RecipeHandler | None = None,
+                 trigger_handler: TriggerHandler | None = None,
+                 threshold_handler: ThresholdHandler | None = None,
                  state_dir: Path | None = None,
                  outbox: Outbox | MemoryOutbox | None = None,
-                 ack_listener: AckListener | None = None) -> None:
+                 ack_listener: AckListener | None = None,
+                 enterprise: str | None = None, area: str | None = None) -> None:
         if not config.enabled:
             raise ValueError("mqtt.enabled is false: no MqttSink for this station")
         self.config = config
         self.session = session
-        self.topics = Topics.for_station(config.prefix, site, line, station)
+        self.topics = Topics.for_station(config.prefix, site, line, station, enterprise, area)
         if outbox is None:
             path = config.outbox.path
             if not path.is_absolute():
@@ -73,12 +87,23 @@ class MqttSink(ResultSink):
                      outbox.path, outbox.depth())
         ob = config.outbox
         self.pending = PendingCommits(outbox, ob.pending_max, ob.retry_s, self._fault_changed)
-        self.commands = RecipeCommands(self.topics.cmd_recipe, self._send_ack, recipe_handler)
+        t = self.topics
+        self.commands = RecipeCommands(t.cmd_recipe, self._sender(t.cmd_recipe_ack),
+                                       recipe_handler)
+        # one channel (and worker thread) per command kind: a trigger never waits behind
+        # a recipe switch that is enrolling
+        self.channels: list[CommandChannel] = [
+            self.commands,
+            TriggerCommands(t.cmd_trigger, self._sender(t.cmd_trigger_ack), trigger_handler),
+            ThresholdCommands(t.cmd_thresholds, self._sender(t.cmd_thresholds_ack),
+                              threshold_handler)]
         self.publisher = Publisher(config, self.topics,
                                    config.effective_client_id(site, line, station), outbox,
-                                   on_message=self.commands.offer, ack_listener=ack_listener)
+                                   on_message=self._offer, ack_listener=ack_listener,
+                                   command_topics=tuple(c.topic for c in self.channels))
         self._closed = False
-        self.commands.start()
+        for channel in self.channels:
+            channel.start()
         self.publisher.start()
 
     # -- ResultSink --------------------------------------------------------------------
@@ -128,7 +153,8 @@ class MqttSink(ResultSink):
         if self._closed:
             return
         self._closed = True
-        self.commands.close()
+        for channel in self.channels:
+            channel.close()
         if not self.pending.retry(force=True):
             log.error("outbox still cannot commit at shutdown: %d result(s) lost with this "
                       "process: event_id %s", len(self.pending),
@@ -176,5 +202,17 @@ class MqttSink(ResultSink):
     def last_error(self) -> str | None:
         return self.publisher.last_error
 
-    def _send_ack(self, payload: bytes) -> None:
-        self.publisher.send(self.topics.cmd_recipe_ack, payload, qos=1)
+    def _sender(self, topic: str):
+        def send(payload: bytes) -> None:
+            self.publisher.send(topic, payload, qos=1)
+        return send
+
+    def _offer(self, msg) -> None:
+        """paho's thread: hand a command to the channel of its topic."""
+        for channel in self.channels:
+            if msg.topic == channel.topic:
+                channel.offer(msg)
+
+    def ready_changed(self, state: dict) -> None:
+        """The trigger handshake's state (READY/BUSY/ERROR), retained on `ready`."""
+        self.publisher.set_retained(self.topics.ready, _dumps(state).encode("utf-8"))

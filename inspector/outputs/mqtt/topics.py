@@ -1,5 +1,9 @@
 """Topic names of MQTT contract v1: `<prefix>/<site>/<line>/<station>/<name>`.
 
+With the optional ISA-95 levels of the station identity the root is
+`<prefix>/<enterprise>/<site>/<area>/<line>/<station>/` (each of the two only when set);
+without them it is the v1 layout, unchanged.
+
 Every level is checked against `[A-Za-z0-9_-]`, so no wildcard, slash or space can
 sneak into a topic from a station or camera name.
 """
@@ -25,13 +29,14 @@ class Topics:
     root: str  # ends with "/"
 
     @classmethod
-    def for_station(cls, prefix: str, site: str, line: str, station: str) -> Topics:
+    def for_station(cls, prefix: str, site: str, line: str, station: str,
+                    enterprise: str | None = None, area: str | None = None) -> Topics:
         for i, lvl in enumerate(prefix.split("/")):
             check_level(f"prefix level {i}", lvl)
-        check_level("site", site)
-        check_level("line", line)
-        check_level("station", station)
-        return cls(f"{prefix}/{site}/{line}/{station}/")
+        levels = [("enterprise", enterprise), ("site", site), ("area", area), ("line", line),
+                  ("station", station)]
+        path = [check_level(what, value) for what, value in levels if value is not None]
+        return cls(f"{prefix}/{'/'.join(path)}/")
 
     @property
     def status(self) -> str:
@@ -61,6 +66,26 @@ class Topics:
     def cmd_recipe_ack(self) -> str:
         return self.root + "cmd/recipe/ack"
 
+    @property
+    def cmd_trigger(self) -> str:
+        return self.root + "cmd/trigger"
+
+    @property
+    def cmd_trigger_ack(self) -> str:
+        return self.root + "cmd/trigger/ack"
+
+    @property
+    def cmd_thresholds(self) -> str:
+        return self.root + "cmd/thresholds"
+
+    @property
+    def cmd_thresholds_ack(self) -> str:
+        return self.root + "cmd/thresholds/ack"
+
+    @property
+    def ready(self) -> str:
+        return self.root + "ready"
+
     def camera_status(self, camera: str) -> str:
         return f"{self.root}camera/{check_level('camera', camera)}/status"
 
@@ -70,8 +95,10 @@ class Topics:
             return None
         rest = topic[len(self.root):]
         fixed = {"status": "status", "state": "state", "plc": "plc", "result": "result",
-                 "stats": "stats", "cmd/recipe": "cmd_recipe",
-                 "cmd/recipe/ack": "cmd_recipe_ack"}
+                 "stats": "stats", "ready": "ready", "cmd/recipe": "cmd_recipe",
+                 "cmd/recipe/ack": "cmd_recipe_ack", "cmd/trigger": "cmd_trigger",
+                 "cmd/trigger/ack": "cmd_trigger_ack", "cmd/thresholds": "cmd_thresholds",
+                 "cmd/thresholds/ack": "cmd_thresholds_ack"}
         if rest in fixed:
             return fixed[rest]
         parts = rest.split("/")

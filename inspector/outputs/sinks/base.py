@@ -23,5 +23,8 @@ class ResultSink(ABC):
     def camera_status(self, camera: str, status: str) -> None:
         """A camera went `online` / `offline` / `disabled`."""
 
+    def ready_changed(self, state: dict) -> None:
+        """The trigger handshake's state changed (READY/BUSY/ERROR, inspector.runtime.trigger)."""
+
     def close(self) -> None:
         """Flush and release; called once on shutdown, after the last emit."""

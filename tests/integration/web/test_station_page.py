@@ -22,9 +22,9 @@ import yaml
 from inspector.config.station import load_config
 from inspector.recipes.cache import detector_for, enroll_cached
 from inspector.recipes.recipe import load_recipe
+from inspector.recipes.rules import judge
 from inspector.runtime.service import Service
 from inspector.web.server import WebServer
-from inspector.web.thresholds import judge
 from inspector.web.users import UserStore
 from tests.helpers.browser import (
     console_errors,

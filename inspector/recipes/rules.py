@@ -1,4 +1,6 @@
-"""Per-class thresholds and minimum areas from the page: preview, then save as a new rev.
+"""Per-class thresholds and minimum areas changed at run time: preview, then save as a new rev.
+
+Used by the station page (preview, save) and by `cmd/thresholds` over MQTT (save).
 
 The preview judges the recent parts of the running recipe again under the proposed rules,
 from the candidates their results carry (every detection, counted or not, with its score
