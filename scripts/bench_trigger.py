@@ -1,0 +1,150 @@
+#!/usr/bin/env python3
+"""Benchmark the PLC trigger handshake over MQTT (not a test): trigger -> verdict latency.
+
+A local mosquitto, the service with the demo recipe (prompt detector, ONNX Runtime) and a
+synthetic camera in software-trigger mode (`--size` px). A PLC stand-in (paho, its own
+client) waits for `ready` = READY, publishes `cmd/trigger {request_id, part_id}` and
+stops the clock when the `plc` message with that request id arrives; `--triggers` parts
+one after another, as a line does. Printed side by side, from the same parts:
+  * trigger -> plc verdict at the PLC (the handshake a PLC programmer sees),
+  * trigger -> ack (the command path alone),
+  * the service's own time per part (`latency_ms.total`: capture to result) and the
+    detector alone (`latency_ms.infer`).
+OPC UA is not implemented yet (issue 20), so it has no row.
+
+    .venv/bin/python scripts/bench_trigger.py [--triggers 100] [--size 512]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from inspector.config.station import StationConfig
+from inspector.core.assets import demo_recipe
+from inspector.demo.local_broker import Broker
+from inspector.outputs.mqtt.topics import Topics
+from inspector.runtime.service import Service
+
+
+class Plc:
+    """A PLC stand-in: triggers one part at a time and times the answers."""
+
+    def __init__(self, port: int, topics: Topics) -> None:
+        self.t, self.lock = topics, threading.Lock()
+        self.seen: dict[str, dict[str, float]] = {}
+        self.results: dict[str, dict] = {}
+        self.ready = ""
+        self.c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"plc-{uuid.uuid4().hex[:6]}")
+        self.c.on_message = self._message
+        self.c.connect("127.0.0.1", port)
+        for topic in (topics.plc, topics.result, topics.cmd_trigger_ack, topics.ready):
+            self.c.subscribe(topic, qos=1)
+        self.c.loop_start()
+
+    def _message(self, client, userdata, msg) -> None:
+        now = time.monotonic()
+        doc = json.loads(msg.payload)
+        with self.lock:
+            if msg.topic == self.t.ready:
+                self.ready = doc["state"]
+                return
+            rid = doc.get("request_id")
+            if rid is None:
+                return
+            kind = {self.t.plc: "plc", self.t.result: "result",
+                    self.t.cmd_trigger_ack: "ack"}[msg.topic]
+            self.seen.setdefault(rid, {})[kind] = now
+            if kind == "result":
+                self.results[rid] = doc
+
+    def trigger(self, n: int, timeout: float = 20.0) -> dict[str, float]:
+        deadline = time.monotonic() + timeout
+        while self.ready != "READY":
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"station not READY (ready = {self.ready!r})")
+            time.sleep(0.001)
+        rid = f"bench-{n}"
+        t0 = time.monotonic()
+        self.c.publish(self.t.cmd_trigger, json.dumps({"request_id": rid,
+                                                        "part_id": f"PN-{n:05d}"}), qos=1)
+        while not {"plc", "result", "ack"} <= set(self.seen.get(rid, {})):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"no answer to {rid}: {self.seen.get(rid)}")
+            time.sleep(0.0005)
+        with self.lock:
+            return {k: (v - t0) * 1000 for k, v in self.seen[rid].items()}
+
+
+def _q(xs: list[float]) -> tuple[float, float]:
+    xs = sorted(xs)
+    return statistics.median(xs), xs[min(len(xs) - 1, int(round(0.99 * (len(xs) - 1))))]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--triggers", type=int, default=100)
+    ap.add_argument("--size", type=int, default=512)
+    ap.add_argument("--warmup", type=int, default=5)
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    work = Path(tempfile.mkdtemp(prefix="bench-trigger-"))
+    broker = Broker(work / "broker", tcp_nodelay=True).start()
+    cfg = StationConfig.model_validate({
+        "station": {"site": "bench", "line": "l1", "station": "s1"},
+        "cameras": [{"name": "cam0", "source": {"kind": "synthetic", "seed": 5,
+                                                "width": args.size, "height": args.size,
+                                                "triggered": True}}],
+        "recipe": str(demo_recipe()), "storage": {"state_dir": str(work / "state")},
+        "console": False, "archive": {"enabled": False},
+        "mqtt": {"host": "127.0.0.1", "port": broker.port,
+                 "outbox": {"path": "outbox.sqlite"}}})
+    topics = Topics.for_station("inspector/v1", "bench", "l1", "s1")
+    service = Service(cfg)
+    service.start()
+    plc = Plc(broker.port, topics)
+    rows: list[dict[str, float]] = []
+    try:
+        for n in range(args.warmup + args.triggers):
+            got = plc.trigger(n)
+            if n >= args.warmup:
+                res = plc.results[f"bench-{n}"]
+                got["total"] = res["latency_ms"]["total"]
+                got["infer"] = res["latency_ms"]["infer"]
+                rows.append(got)
+            print(f"\r  trigger {n + 1}/{args.warmup + args.triggers}", end="",
+                  file=sys.stderr, flush=True)
+        print(file=sys.stderr)
+    finally:
+        plc.c.loop_stop()
+        service.stop()
+        broker.stop()
+    lost = service.pipeline.stats.counters.get("dropped_queue", 0)
+    print(f"\n{args.triggers} triggers, one at a time, {args.size} x {args.size} px, demo "
+          f"recipe (prompt detector, ONNX Runtime on the CPU), local mosquitto; "
+          f"frames dropped: {lost}\n")
+    print("| path | p50 ms | p99 ms |\n|---|---:|---:|")
+    for key, label in (("plc", "MQTT: cmd/trigger -> plc verdict at the PLC"),
+                       ("result", "MQTT: cmd/trigger -> full result at the PLC"),
+                       ("ack", "MQTT: cmd/trigger -> trigger ack"),
+                       ("total", "service: capture -> result (latency_ms.total)"),
+                       ("infer", "detector alone (latency_ms.infer)")):
+        p50, p99 = _q([r[key] for r in rows])
+        print(f"| {label} | {p50:.1f} | {p99:.1f} |")
+    print("| OPC UA: trigger method -> ResultReady | not implemented | |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
