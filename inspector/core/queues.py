@@ -15,12 +15,19 @@ T = TypeVar("T")
 
 
 class DropOldestQueue(Generic[T]):
-    """A bounded queue whose put never blocks: when full, the oldest item is dropped."""
+    """A bounded queue whose put never blocks: when full, the oldest item is dropped.
 
-    def __init__(self, maxsize: int, on_drop: Callable[[T], None] | None = None) -> None:
+    `keep(item)` marks items that must not be dropped (a part a PLC triggered and waits
+    for): the oldest other item goes instead, and only when every queued item is kept
+    does the oldest of them go.
+    """
+
+    def __init__(self, maxsize: int, on_drop: Callable[[T], None] | None = None,
+                 keep: Callable[[T], bool] | None = None) -> None:
         if maxsize < 1:
             raise ValueError("maxsize must be >= 1")
         self.maxsize = maxsize
+        self._keep = keep
         self._items: deque[T] = deque()
         self._cond = threading.Condition()
         self._on_drop = on_drop
@@ -32,13 +39,22 @@ class DropOldestQueue(Generic[T]):
         evicted = None
         with self._cond:
             if len(self._items) >= self.maxsize:
-                evicted = self._items.popleft()
+                evicted = self._evict()
                 self.dropped += 1
             self._items.append(item)
             self.put_count += 1
             self._cond.notify_all()
         if evicted is not None and self._on_drop is not None:
             self._on_drop(evicted)
+
+    def _evict(self) -> T:
+        """Remove and return the oldest item that may be dropped (the caller holds the lock)."""
+        if self._keep is not None:
+            for i, queued in enumerate(self._items):
+                if not self._keep(queued):
+                    del self._items[i]
+                    return queued
+        return self._items.popleft()
 
     def put_wait(self, item: T, timeout: float) -> bool:
         """Append once there is room (for sources paced by the consumer); False on timeout."""

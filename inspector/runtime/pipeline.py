@@ -93,7 +93,9 @@ class Pipeline:
         self.sinks = sinks
         self.builder = builder
         self.stats = Stats()
-        self.frames: DropOldestQueue[Frame] = DropOldestQueue(frame_queue, self._dropped)
+        # a frame a trigger asked for (it carries the request id) is never the one dropped
+        self.frames: DropOldestQueue[Frame] = DropOldestQueue(
+            frame_queue, self._dropped, keep=lambda f: "request_id" in f.meta)
         self.results: queue.Queue[Finished | None] = queue.Queue(result_queue)
         self.on_result = on_result
         self.grab_timeout = grab_timeout

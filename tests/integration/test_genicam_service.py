@@ -122,3 +122,29 @@ def test_demo_on_the_simulated_camera(tmp_path: Path) -> None:
     results = [json.loads(s) for s in (tmp_path / "results.jsonl").read_text().splitlines()]
     assert len(results) >= 4 and {r["camera"] for r in results} == {"cam0"}
     assert "| parts inspected" in res.stdout
+
+
+def test_trigger_on_a_free_running_genicam_camera_takes_its_next_frame(tmp_path: Path) -> None:
+    """viky.cti has no TriggerSoftware node: the handshake takes the camera's next frame
+    and gives it the PLC's part id and the request id."""
+    cfg = _viky_station(tmp_path, make_recipe(tmp_path / "r", "r", size=512, n_normal=4,
+                                              kinds=("scratch",)))
+    got: list = []
+    service = Service(cfg, on_result=got.append)
+    service.start()
+    try:
+        deadline = time.monotonic() + 60
+        while not got and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert service.trigger_desk.state()["state"] == "READY"
+        assert service.trigger("g-1", "PN-G1") == {"camera": "line-cam", "part_id": "PN-G1"}
+        t_fire = time.time()
+        while not any(f.result.request_id == "g-1" for f in got) and \
+                time.monotonic() < deadline + 30:
+            time.sleep(0.05)
+    finally:
+        service.stop()
+    (tagged,) = [f.result for f in got if f.result.request_id == "g-1"]
+    assert tagged.part_id == "PN-G1" and tagged.ts_capture >= t_fire - 0.01
+    earlier = [f.result for f in got if f.result.ts_capture < tagged.ts_capture]
+    assert earlier and all(r.part_id != "PN-G1" for r in earlier)

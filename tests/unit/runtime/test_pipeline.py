@@ -227,6 +227,19 @@ def test_drop_oldest_queue_counts() -> None:
     assert q.get(0.01) is None
 
 
+def test_drop_oldest_queue_never_drops_a_kept_item() -> None:
+    dropped = []
+    q: DropOldestQueue[int] = DropOldestQueue(3, dropped.append, keep=lambda i: i == 1)
+    for i in range(10):
+        q.put(i)
+    assert 1 not in dropped and q.dropped == 7
+    assert [q.get(0) for _ in range(3)] == [1, 8, 9]  # the kept one, still in order
+    both = DropOldestQueue(2, keep=lambda i: True)  # nothing droppable: the oldest goes
+    for i in range(3):
+        both.put(i)
+    assert [both.get(0), both.get(0)] == [1, 2]
+
+
 def test_frame_pool_bounds_buffers() -> None:
     pool = FramePool(2)
     a, b = pool.acquire((4, 4)), pool.acquire((4, 4))
