@@ -74,7 +74,19 @@ class WebConfig(StrictModel):
     tls_cert: Path | None = None  # PEM certificate and key: both or neither
     tls_key: Path | None = None
     session_hours: Annotated[float, Field(gt=0, le=168)] = 12.0
+    # the page's address as other machines reach it (results' image_uri points there);
+    # default: scheme, host and port above (not usable off the box with 127.0.0.1/0.0.0.0)
+    public_url: Annotated[str, Field(pattern=r"^https?://[^/\s]+/?$")] | None = None
     recent_parts: Annotated[int, Field(ge=1, le=1000)] = 60  # kept in memory for review
+
+    def base_url(self) -> str | None:
+        """Where other machines reach the page (None: port 0, known only once bound)."""
+        if self.public_url:
+            return self.public_url.rstrip("/") + "/"
+        if self.port == 0:
+            return None
+        scheme = "https" if self.tls_cert else "http"
+        return f"{scheme}://{self.host}:{self.port}/"
 
     @model_validator(mode="after")
     def _tls_pair(self) -> WebConfig:

@@ -12,6 +12,10 @@ else filled it), inspection goes on and archive writes are dropped, counted, war
 about. A write that fails (ENOSPC, EIO) is counted too; its `image_uri` then names a
 file that does not exist, as it would after retention removed it.
 
+`image_uri` is a `file://` path, or, when the station page serves the archive
+(`web.enabled`), `<web URL>/archive/<kind>/<day>/<name>`, which a client with a login of
+the page can fetch from another machine.
+
 Layout: `<dir>/<kind>/<YYYY-MM-DD>/<HHMMSS>_<camera>_<seq>_<part>_<event8>.<ext>`, kind
 `ng`, `overlays` or `ok`, dates in UTC. Pruning touches nothing outside those folders,
 so `dir` may be the state folder itself.
@@ -92,9 +96,12 @@ class Archive:
     """Owns the archive folder; `submit` from the result thread, `run` on its own thread."""
 
     def __init__(self, cfg: ArchiveConfig, root: Path, writer: Writer = _atomic_write,
-                 stats: Stats | None = None) -> None:
+                 stats: Stats | None = None, uri_base: str | None = None) -> None:
         self.cfg = cfg
         self.root = Path(root)
+        # `http(s)://host:port/archive/` when the station page serves the archive: image_uri
+        # is then a URL others can open (authenticated), not a file:// path on this PC
+        self.uri_base = uri_base
         self.stats = stats or Stats()
         self._writer = writer
         self._queue: queue.Queue[_Job] = queue.Queue(cfg.queue)
@@ -131,6 +138,8 @@ class Archive:
             return None
         uri_kind = "overlays" if result.verdict == "NG" and self.cfg.ng_overlays else None
         path = next(p for k, p in files if uri_kind is None or k == uri_kind)
+        if self.uri_base is not None:
+            return self.uri_base + path.relative_to(self.root).as_posix()
         return path.resolve().as_uri()
 
     def _plan(self, result: Result) -> list[tuple[str, Path]]:

@@ -170,7 +170,8 @@ class Service:
             frame_queue=cfg.queues.frames,
             result_queue=cfg.queues.results,
             on_result=self._finished,
-            archive=(Archive(cfg.archive, cfg.storage.resolve(cfg.archive.dir))
+            archive=(Archive(cfg.archive, cfg.storage.resolve(cfg.archive.dir),
+                             uri_base=self._archive_url())
                      if cfg.archive.enabled else None),
             on_camera_status=self._camera_status,
             preprocessors=preprocessors,
@@ -193,6 +194,12 @@ class Service:
                  active.recipe.id, active.recipe.rev, active.detector.kind)
         # cameras open, detector enrolled; the broker may still be away (the outbox waits)
         self.supervisor.ready()
+
+    def _archive_url(self) -> str | None:
+        """The station page's /archive/ URL when it serves the archive, else None."""
+        web = self.cfg.web
+        base = web.base_url() if web.enabled else None
+        return None if base is None else base + "archive/"
 
     def _finished(self, item: Finished) -> None:
         if self.on_result is not None:

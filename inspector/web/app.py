@@ -12,6 +12,7 @@ import asyncio
 import base64
 import json
 import logging
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from typing import Annotated, Literal
 import cv2
 from fastapi import FastAPI, Form, HTTPException, Request
 from fastapi.responses import (
+    FileResponse,
     HTMLResponse,
     JSONResponse,
     RedirectResponse,
@@ -35,6 +37,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
 
 from inspector.config.station import StationConfig
+from inspector.outputs.archive import DAY_RE
+from inspector.outputs.archive import KINDS as ARCHIVE_KINDS
 from inspector.recipes.edit import NewClass
 from inspector.recipes.rules import RuleChange, preview
 from inspector.runtime.service import Service
@@ -47,6 +51,7 @@ from inspector.web.users import User, UserStore
 
 log = logging.getLogger(__name__)
 HERE = Path(__file__).parent
+FILE_RE = re.compile(r"^[A-Za-z0-9_.-]{1,200}\.(png|jpg)$")
 
 
 @dataclass
@@ -113,12 +118,15 @@ def create_app(station: Station) -> FastAPI:
     async def _error(request: Request, exc: StarletteHTTPException) -> Response:
         """JSON for scripts; a page a person can read (and leave) for the pages."""
         path = request.url.path
-        if path.startswith(("/api/", "/events", "/img/", "/static/")) or request.method != "GET":
-            return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
+        if (path.startswith(("/api/", "/events", "/img/", "/static/", "/archive/"))
+                or request.method != "GET"):
+            return JSONResponse({"detail": exc.detail}, status_code=exc.status_code,
+                                headers=getattr(exc, "headers", None))
         resp = templates.TemplateResponse(request, "error.html", {
             "user": auth.current_user(request, st.users), "csrf": auth.csrf_token(request),
             "station": st.cfg.station, "status": exc.status_code, "detail": exc.detail})
         resp.status_code = exc.status_code
+        resp.headers.update(getattr(exc, "headers", None) or {})
         return resp
 
     def page(request: Request, name: str, user: User | None, **ctx: object) -> HTMLResponse:
@@ -129,7 +137,7 @@ def create_app(station: Station) -> FastAPI:
     def user_for(request: Request, action: str, page_: bool = False) -> User:
         return auth.require(request, st.users, action, page=page_)
 
-    for routes in (_login, _live, _review, _teach, _recipes):
+    for routes in (_login, _live, _archive, _review, _teach, _recipes):
         routes(app, st, page, user_for)
     return app
 
@@ -208,6 +216,23 @@ def _live(app: FastAPI, st: Station, page: Callable[..., HTMLResponse],
         data = await run_in_threadpool(jpeg, part, bool(overlay), bool(candidates))
         return Response(data, media_type="image/jpeg",
                         headers={"Cache-Control": "private, max-age=3600"})
+
+
+def _archive(app: FastAPI, st: Station, page: Callable[..., HTMLResponse],
+             user_for: Callable[..., User]) -> None:
+    """The archived images a result's image_uri names, for people and machines."""
+
+    @app.get("/archive/{kind}/{day}/{name}")
+    async def archived(request: Request, kind: str, day: str, name: str) -> Response:
+        user_for(request, "view")
+        root = st.cfg.storage.resolve(st.cfg.archive.dir)
+        if (root is None or kind not in ARCHIVE_KINDS or not DAY_RE.match(day)
+                or not FILE_RE.match(name)):
+            raise HTTPException(404, "no such archived image")
+        path = root / kind / day / name
+        if not path.is_file():  # pruned by retention, or never written (disk full)
+            raise HTTPException(404, f"{kind}/{day}/{name} is not in the archive (any more)")
+        return FileResponse(path, headers={"Cache-Control": "private, max-age=86400"})
 
 
 def _review(app: FastAPI, st: Station, page: Callable[..., HTMLResponse],

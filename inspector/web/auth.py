@@ -6,12 +6,22 @@ Every request that changes something must echo the token (header `X-CSRF-Token`,
 `csrf` form field for the login form), so another site cannot make an operator's browser
 switch a recipe. Roles are read from the users file on every request, so removing a user
 or changing a role takes effect at once.
+
+Machines (an MES fetching the archived image a result's `image_uri` names) send HTTP Basic
+credentials of a page user instead of a session; a verified pair is remembered for a
+minute so that a burst of image fetches costs one argon2 verify. Basic requests may read,
+never change anything (changes need the session's CSRF token). Use TLS off the box.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
 import logging
 import secrets
+import threading
+import time
 from pathlib import Path
 
 from fastapi import HTTPException, Request
@@ -54,12 +64,40 @@ class LoginRequired(InspectorError):
     """A page asked for without a session: the handler redirects to /login."""
 
 
+BASIC_TTL_S = 60.0
+_basic_seen: dict[str, tuple[str, float]] = {}  # sha256 of the header -> (name, until)
+_basic_lock = threading.Lock()
+
+
 def current_user(request: Request, users: UserStore) -> User | None:
-    """The logged-in user, or None (no session, or the user was removed)."""
-    name = request.session.get("user")
+    """The logged-in user (session, else HTTP Basic), or None (none, wrong, or removed)."""
+    name = request.session.get("user") or _basic_name(request, users)
     if not name:
         return None
     return next((u for u in users.load() if u.name == name), None)
+
+
+def _basic_name(request: Request, users: UserStore) -> str | None:
+    header = request.headers.get("authorization", "")
+    if not header[:6].lower() == "basic ":
+        return None
+    key = hashlib.sha256(header.encode()).hexdigest()
+    now = time.monotonic()
+    with _basic_lock:
+        hit = _basic_seen.get(key)
+    if hit is not None and hit[1] > now:
+        return hit[0]
+    try:
+        name, _, password = base64.b64decode(header[6:], validate=True).decode().partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    user = users.verify(name, password)
+    if user is None:
+        log.warning("web: HTTP Basic login refused for %r", name)
+        return None
+    with _basic_lock:
+        _basic_seen[key] = (user.name, now + BASIC_TTL_S)
+    return user.name
 
 
 def require(request: Request, users: UserStore, action: str, page: bool = False) -> User:
@@ -68,11 +106,12 @@ def require(request: Request, users: UserStore, action: str, page: bool = False)
     if user is None:
         if page:
             raise LoginRequired()
-        raise HTTPException(401, "log in first")
+        raise HTTPException(401, "log in first (a session, or HTTP Basic with a page user)",
+                            headers={"WWW-Authenticate": 'Basic realm="inspector"'})
     if not user.may(action):
         log.warning("web: %s (%s) was refused %s", user.name, user.role, action)
         raise HTTPException(403, f"{action} needs the engineer role; {user.name} is "
                                  f"{user.role}")
     if request.method not in ("GET", "HEAD"):
-        check_csrf(request, request.headers.get(CSRF_HEADER))
+        check_csrf(request, request.headers.get(CSRF_HEADER))  # Basic requests have none
     return user
