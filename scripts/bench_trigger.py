@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Benchmark the PLC trigger handshake over MQTT (not a test): trigger -> verdict latency.
+"""Benchmark the PLC trigger handshake over MQTT and OPC UA (not a test): trigger -> verdict.
 
 A local mosquitto, the service with the demo recipe (prompt detector, ONNX Runtime) and a
 synthetic camera in software-trigger mode (`--size` px). A PLC stand-in (paho, its own
@@ -10,7 +10,10 @@ one after another, as a line does. Printed side by side, from the same parts:
   * trigger -> ack (the command path alone),
   * the service's own time per part (`latency_ms.total`: capture to result) and the
     detector alone (`latency_ms.infer`).
-OPC UA is not implemented yet (issue 20), so it has no row.
+Then the same over OPC UA (an asyncua client, logged in as a PLC user): the `Trigger`
+method call, and the clock stops when a data-change notification says `LastRequestId` is
+the call's request id (written last of the last-result variables, so the verdict can be
+read then).
 
     .venv/bin/python scripts/bench_trigger.py [--triggers 100] [--size 512]
 """
@@ -18,6 +21,7 @@ OPC UA is not implemented yet (issue 20), so it has no row.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import logging
 import statistics
@@ -33,9 +37,11 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from inspector.config.station import StationConfig
 from inspector.core.assets import demo_recipe
-from inspector.demo.local_broker import Broker
+from inspector.demo.local_broker import Broker, free_port
+from inspector.opcua.server import OpcUaServer
 from inspector.outputs.mqtt.topics import Topics
 from inspector.runtime.service import Service
+from inspector.web.users import UserStore
 
 
 class Plc:
@@ -109,12 +115,17 @@ def main() -> int:
         "recipe": str(demo_recipe()), "storage": {"state_dir": str(work / "state")},
         "console": False, "archive": {"enabled": False},
         "mqtt": {"host": "127.0.0.1", "port": broker.port,
-                 "outbox": {"path": "outbox.sqlite"}}})
+                 "outbox": {"path": "outbox.sqlite"}},
+        "opcua": {"enabled": True, "port": free_port(), "users": ["plc"]}})
+    UserStore(work / "state" / "users.json").add("plc", "operator", "bench-password")
     topics = Topics.for_station("inspector/v1", "bench", "l1", "s1")
     service = Service(cfg)
     service.start()
+    opc = OpcUaServer(service, cfg)
+    opc.start()
     plc = Plc(broker.port, topics)
     rows: list[dict[str, float]] = []
+    opc_ms: list[float] = []
     try:
         for n in range(args.warmup + args.triggers):
             got = plc.trigger(n)
@@ -126,8 +137,10 @@ def main() -> int:
             print(f"\r  trigger {n + 1}/{args.warmup + args.triggers}", end="",
                   file=sys.stderr, flush=True)
         print(file=sys.stderr)
+        opc_ms = asyncio.run(_opcua(opc.url, args.warmup, args.triggers))
     finally:
         plc.c.loop_stop()
+        opc.stop()
         service.stop()
         broker.stop()
     lost = service.pipeline.stats.counters.get("dropped_queue", 0)
@@ -142,8 +155,48 @@ def main() -> int:
                        ("infer", "detector alone (latency_ms.infer)")):
         p50, p99 = _q([r[key] for r in rows])
         print(f"| {label} | {p50:.1f} | {p99:.1f} |")
-    print("| OPC UA: trigger method -> ResultReady | not implemented | |")
+    p50, p99 = _q(opc_ms)
+    print(f"| OPC UA: Trigger method -> LastRequestId notification at the client | {p50:.1f} "
+          f"| {p99:.1f} |")
     return 0
+
+
+async def _opcua(url: str, warmup: int, n: int) -> list[float]:
+    """`Trigger` calls one after another; ms until `LastRequestId` changes to the call's id."""
+    from asyncua import Client
+
+    got: asyncio.Queue = asyncio.Queue()
+
+    class Handler:
+        def datachange_notification(self, node, val, data) -> None:
+            got.put_nowait((val, time.monotonic()))
+
+    client = Client(url)
+    client.set_user("plc")
+    client.set_password("bench-password")
+    out: list[float] = []
+    async with client:
+        obj = client.get_node("ns=2;s=Inspector")
+        sub = await client.create_subscription(10, Handler())
+        await sub.subscribe_data_change(client.get_node("ns=2;s=Inspector.LastRequestId"))
+        state = client.get_node("ns=2;s=Inspector.SystemState")
+        for i in range(warmup + n):
+            while await state.read_value() != "Ready":
+                await asyncio.sleep(0.001)
+            t0 = time.monotonic()
+            ok, rid, msg = await obj.call_method("2:Trigger", f"PN-UA-{i:05d}")
+            if not ok:
+                raise RuntimeError(f"OPC UA trigger refused: {msg}")
+            while True:
+                val, t = await asyncio.wait_for(got.get(), 20)
+                if val == rid:
+                    break
+            if i >= warmup:
+                out.append((t - t0) * 1000)
+            print(f"\r  OPC UA trigger {i + 1}/{warmup + n}", end="", file=sys.stderr,
+                  flush=True)
+    print(file=sys.stderr)
+    return out
 
 
 if __name__ == "__main__":

@@ -92,7 +92,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     service = Service(cfg)
     service.install_signal_handlers()
-    web = None
+    web = opc = None
     try:
         service.start()
         if cfg.web.enabled:  # the station page, on its own thread of this process
@@ -100,6 +100,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
             web = WebServer.attach(service, cfg)
             web.start()
+        if cfg.opcua.enabled:  # the OPC UA server for PLCs, on its own thread
+            from inspector.opcua.server import OpcUaServer
+
+            opc = OpcUaServer(service, cfg)
+            opc.start()
     except (AlreadyRunning, StateDirError, OutboxError, OSError, RuntimeError) as exc:
         print(f"inspector run: {exc}", file=sys.stderr)  # a clear message, no traceback
         service.stop()
@@ -107,8 +112,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         service.run_until_stopped()
     finally:
-        if web is not None:
-            web.stop()
+        for server in (web, opc):
+            if server is not None:
+                server.stop()
     return 0
 
 

@@ -1,4 +1,4 @@
-"""The station config's `archive:`, `supervisor:`, `health:` and `web:` sections.
+"""The station config's `archive:`, `supervisor:`, `health:`, `web:` and `opcua:` sections.
 
 They live here, not beside the archive, supervisor and health code that reads them, so
 that loading a station config (`inspector validate`) imports no stage at all.
@@ -93,3 +93,14 @@ class WebConfig(StrictModel):
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ValueError("tls_cert and tls_key go together: give both or neither")
         return self
+
+
+class OpcUaConfig(StrictModel):
+    """The `opcua:` section: the OPC UA server for PLCs and SCADA (inspector.opcua)."""
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=1, le=65535)] = 4840
+    # the station page's users (web.users_file) who may log in over OPC UA, e.g. ["plc1"]
+    users: list[str] = []
+    allow_anonymous: bool = False  # anonymous sessions: off unless asked for

@@ -13,7 +13,13 @@ from typing import Annotated
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from inspector.config.mqtt import MqttConfig
-from inspector.config.sections import ArchiveConfig, HealthConfig, SupervisorConfig, WebConfig
+from inspector.config.sections import (
+    ArchiveConfig,
+    HealthConfig,
+    OpcUaConfig,
+    SupervisorConfig,
+    WebConfig,
+)
 from inspector.config.sources import SourceConfig
 from inspector.core.strict import StrictModel
 from inspector.core.validation import require_unique, validate_file
@@ -75,6 +81,7 @@ class StationConfig(StrictModel):
     supervisor: SupervisorConfig = Field(default_factory=SupervisorConfig)  # stall limits
     health: HealthConfig = Field(default_factory=HealthConfig)  # Prometheus endpoint
     web: WebConfig = Field(default_factory=WebConfig)  # the operator's station page
+    opcua: OpcUaConfig = Field(default_factory=OpcUaConfig)  # OPC UA server for PLCs
 
     @field_validator("cameras")
     @classmethod

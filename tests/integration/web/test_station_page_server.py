@@ -22,6 +22,7 @@ from tests.helpers.mosquitto import make_certs
 def test_off_and_on_loopback_unless_configured(tmp_path: Path) -> None:
     cfg = load_config(write_config(tmp_path / "s.yaml", write_recipe(tmp_path / "r")))
     assert cfg.web.enabled is False and cfg.web.host == "127.0.0.1"
+    assert cfg.opcua.enabled is False and cfg.opcua.allow_anonymous is False
     with pytest.raises(ValidationError, match="tls_cert and tls_key go together"):
         WebConfig(tls_cert=tmp_path / "c.pem")
 

@@ -1,0 +1,1 @@
+"""OPC UA server of the running service (see server.py for the address space)."""
