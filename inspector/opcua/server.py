@@ -23,7 +23,9 @@ ConfigurationManagement, SafetyStates and the companion types themselves.
 
 Access: anonymous sessions are refused unless `allow_anonymous`; a user name and password
 are checked against the station page's users (argon2), and only the users listed in
-`opcua.users` may log in. Security policy: `None` (no signing or encryption on the wire);
+`opcua.users` may log in. Those are PLC accounts: each may trigger and select recipes,
+whatever its role on the page, as a client allowed on `cmd/recipe` may over MQTT (the
+page's roles are for people). Security policy: `None` (no signing or encryption on the wire);
 certificate-based policies are not configured yet, so keep the server on the machine or a
 trusted cell network.
 """
