@@ -100,8 +100,9 @@ def _check_prompt_images(recipe: Recipe, bank: PromptBank, report: CheckReport,
                          normal_shapes: set) -> dict:
     """Decode every annotated image, check its stated and good-part size; return sizes."""
     sizes = {}
+    used = {a.image_id for a in bank.annotations}
     for info in bank.images:
-        if not any(a.image_id == info.id for a in bank.annotations):
+        if info.id not in used:
             continue
         n, p = info._index, bank.path(info)
         img = cv2.imread(str(p), cv2.IMREAD_GRAYSCALE)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -63,7 +64,8 @@ class TriggerDesk:
         self._switching = False
         self._note = ""  # why the last part was given up, shown with READY until the next
         self._last: dict | None = None
-        self.latencies: list[float] = []  # trigger -> result out, seconds (bench_trigger)
+        # trigger -> result out, seconds, of the last parts (bounded: a line runs for months)
+        self.latencies: deque[float] = deque(maxlen=1000)
 
     # -- the MQTT trigger thread ------------------------------------------------------
     def fire(self, request_id: str, part_id: str | None, camera: str | None) -> dict:

@@ -15,7 +15,7 @@ import logging
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -37,15 +37,16 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
 
 from inspector.config.station import StationConfig
+from inspector.decision.rejudge import preview
 from inspector.outputs.archive import DAY_RE
 from inspector.outputs.archive import KINDS as ARCHIVE_KINDS
 from inspector.recipes.edit import NewClass
-from inspector.recipes.rules import RuleChange, preview
+from inspector.recipes.rules import RuleChange
 from inspector.runtime.service import Service
 from inspector.web import auth
 from inspector.web.audit import AuditLog
-from inspector.web.live import LiveView, jpeg
-from inspector.web.review import ReviewStore
+from inspector.web.live import EncodedImages, LiveView
+from inspector.web.review import EVENT_ID_PATTERN, ReviewStore
 from inspector.web.teach import Teacher
 from inspector.web.users import User, UserStore
 
@@ -65,6 +66,10 @@ class Station:
     audit: AuditLog
     teacher: Teacher
     reviews: ReviewStore
+    images: EncodedImages = field(default_factory=EncodedImages)
+    # the live snapshot as JSON, made once per part (and per SNAPSHOT_MAX_AGE_S) for all
+    # viewers: (live version, monotonic time, text)
+    snap: tuple[int, float, str] | None = None
 
 
 class SwitchRequest(BaseModel):
@@ -74,7 +79,7 @@ class SwitchRequest(BaseModel):
     rev: int | None = None
 
 
-EventId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{8,64}$")]
+EventId = Annotated[str, Field(pattern=EVENT_ID_PATTERN)]
 
 
 class TeachRequest(BaseModel):
@@ -188,7 +193,7 @@ def _live(app: FastAPI, st: Station, page: Callable[..., HTMLResponse],
     @app.get("/api/live")
     async def live_now(request: Request) -> JSONResponse:
         user_for(request, "view")
-        return JSONResponse(snapshot(st))
+        return Response(snapshot_text(st), media_type="application/json")
 
     @app.get("/events")
     async def events(request: Request) -> StreamingResponse:
@@ -200,7 +205,7 @@ def _live(app: FastAPI, st: Station, page: Callable[..., HTMLResponse],
                 now = time.monotonic()
                 if st.live.version != seen or now - last > 2.0:
                     seen, last = st.live.version, now
-                    yield f"data: {json.dumps(snapshot(st))}\n\n"
+                    yield f"data: {snapshot_text(st)}\n\n"
                 await asyncio.sleep(0.25)
 
         return StreamingResponse(stream(), media_type="text/event-stream",
@@ -213,7 +218,7 @@ def _live(app: FastAPI, st: Station, page: Callable[..., HTMLResponse],
         part = st.live.part(event_id) or st.reviews.part(event_id)
         if part is None:
             raise HTTPException(404, f"part {event_id} is no longer in memory")
-        data = await run_in_threadpool(jpeg, part, bool(overlay), bool(candidates))
+        data = await run_in_threadpool(st.images.get, part, bool(overlay), bool(candidates))
         return Response(data, media_type="image/jpeg",
                         headers={"Cache-Control": "private, max-age=3600"})
 
@@ -402,6 +407,20 @@ def _png_from_data_url(url: str) -> bytes:
     if not png.startswith(b"\x89PNG"):
         raise HTTPException(422, "mask_png: not a PNG")
     return png
+
+
+SNAPSHOT_MAX_AGE_S = 0.25
+
+
+def snapshot_text(st: Station) -> str:
+    """`snapshot(st)` as JSON; the figures (outbox and disk queries among them) are
+    gathered once per part and per SNAPSHOT_MAX_AGE_S, not once per viewer."""
+    now, version = time.monotonic(), st.live.version
+    if st.snap is not None and st.snap[0] == version and now - st.snap[1] < SNAPSHOT_MAX_AGE_S:
+        return st.snap[2]
+    text = json.dumps(snapshot(st))
+    st.snap = (version, now, text)
+    return text
 
 
 def snapshot(st: Station) -> dict:

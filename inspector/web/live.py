@@ -123,3 +123,27 @@ def jpeg(part: Part, overlay: bool, candidates: bool = False, quality: int = 85)
     if not ok:
         raise ValueError(f"cannot encode a {img.shape} {img.dtype} image")
     return buf.tobytes()
+
+
+class EncodedImages:
+    """The JPEGs made for the page, kept for the last few parts: every viewer of the live
+    page asks for the same overlay of the same part, and it is drawn and encoded once."""
+
+    def __init__(self, size: int = 32) -> None:
+        self.size = size
+        self._done: OrderedDict[tuple[str, bool, bool], bytes] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, part: Part, overlay: bool, candidates: bool = False) -> bytes:
+        """`jpeg(part, overlay, candidates)`, encoded at most once while it is kept."""
+        key = (part.result.event_id, overlay, candidates)
+        with self._lock:
+            hit = self._done.get(key)
+        if hit is not None:
+            return hit
+        data = jpeg(part, overlay, candidates)
+        with self._lock:
+            self._done[key] = data
+            while len(self._done) > self.size:
+                self._done.popitem(last=False)
+        return data

@@ -23,7 +23,8 @@ from inspector.core.atomic import write_bytes_atomic
 from inspector.core.result import Result
 from inspector.web.live import Part
 
-EVENT_ID = re.compile(r"^[A-Za-z0-9_-]{8,64}$")  # also a file name here: nothing else
+EVENT_ID_PATTERN = r"^[A-Za-z0-9_-]{8,64}$"  # also a file name here: nothing else
+EVENT_ID = re.compile(EVENT_ID_PATTERN)
 
 
 class ReviewStore:

@@ -53,23 +53,31 @@ class UsersFile(StrictModel):
 
 
 class UserStore:
-    """Reads the users file on every login (so `inspector user add` needs no restart)."""
+    """The users file, read again whenever it changed (so `inspector user add` needs no
+    restart) and not on every request that asks who is logged in."""
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
+        self._seen: tuple[tuple[int, int, int], list[User]] | None = None  # stat, users
 
     def load(self) -> list[User]:
         """Every user; an absent file means no user (nobody can log in)."""
         try:
+            st = self.path.stat()
+            key = (st.st_mtime_ns, st.st_size, st.st_ino)
+            if self._seen is not None and self._seen[0] == key:
+                return self._seen[1]
             text = self.path.read_text(encoding="utf-8")
         except FileNotFoundError:
             return []
         except OSError as exc:
             raise UserError(f"{self.path}: cannot read the users file: {exc}") from None
         try:
-            return UsersFile.model_validate(json.loads(text)).users
+            users = UsersFile.model_validate(json.loads(text)).users
         except (json.JSONDecodeError, ValidationError) as exc:
             raise UserError(f"{self.path}: not a valid users file: {exc}") from None
+        self._seen = (key, users)
+        return users
 
     def add(self, name: str, role: str, password: str, replace: bool = False) -> User:
         """Add (or with `replace`, reset) a user; the file is rewritten atomically, 0600."""

@@ -20,9 +20,9 @@ import pytest
 import yaml
 
 from inspector.config.station import load_config
+from inspector.decision.rejudge import judge
 from inspector.recipes.cache import detector_for, enroll_cached
 from inspector.recipes.recipe import load_recipe
-from inspector.recipes.rules import judge
 from inspector.runtime.service import Service
 from inspector.web.server import WebServer
 from inspector.web.users import UserStore
@@ -244,7 +244,7 @@ def test_a_threshold_change_previews_then_saves_as_a_new_rev(station: Station,
     # the preview judges recent parts as the pipeline did: same verdicts under the same rules
     results = [r for r in station.web.station.live.recent_results()
                if r.recipe.sha256 == before.sha256]
-    rules = {c.name: (c.threshold, c.min_area_mm2, c.max_count) for c in before.classes}
+    rules = before.classes
     assert results and all(judge(r, before, rules) == r.verdict for r in results)
     browser.get(station.url + "/recipes")
     field = browser.find_element(By.CSS_SELECTOR, 'tr[data-cls="scratch"] input.thr')
