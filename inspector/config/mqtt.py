@@ -50,6 +50,21 @@ class OutboxConfig(StrictModel):
     retry_s: Annotated[float, Field(gt=0, le=60)] = 1.0
 
 
+class SparkplugConfig(StrictModel):
+    """Sparkplug B identity: `spBv1.0/<group_id>/<type>/<edge_node_id>[/<device_id>]`.
+
+    Left out, the group is the site (with the enterprise before it when set) and the edge
+    node is `<line>-<station>` (with the area before it when set), so that two stations of
+    one plant never share an edge node id.
+    """
+
+    group_id: Annotated[str, Field(pattern=LEVEL_RE.pattern)] | None = None
+    edge_node_id: Annotated[str, Field(pattern=LEVEL_RE.pattern)] | None = None
+    device_id: Annotated[str, Field(pattern=LEVEL_RE.pattern)] = "vision"
+    # where bdSeq is kept across restarts (relative: under the station's state folder)
+    state_file: Path = Path("sparkplug.json")
+
+
 class MqttConfig(StrictModel):
     """Broker, TLS, credentials (by reference only), reconnect and in-flight limits, outbox."""
 
@@ -71,6 +86,10 @@ class MqttConfig(StrictModel):
     # Short by default so that SIGTERM ends the service within 5 s.
     drain_timeout_s: Annotated[float, Field(ge=0, le=300)] = 1.0
     outbox: OutboxConfig = Field(default_factory=OutboxConfig)
+    # v1: the JSON topics of contract v1 (docs/DESIGN.md); sparkplug: Sparkplug B 3.0 (an
+    # edge node with one device; NBIRTH/DBIRTH, DDATA per part, NDEATH as the will)
+    mode: Literal["v1", "sparkplug"] = "v1"
+    sparkplug: SparkplugConfig = Field(default_factory=SparkplugConfig)
 
     @field_validator("prefix")
     @classmethod

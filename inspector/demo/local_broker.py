@@ -41,7 +41,7 @@ class Broker:
 
     def __init__(self, folder: Path, *, certs: Any | None = None,
                  passwords: dict[str, str] | None = None, persistence: bool = False,
-                 tcp_nodelay: bool = False) -> None:
+                 tcp_nodelay: bool = False, queue_qos0: bool = False) -> None:
         binary = mosquitto_binary()
         if binary is None:
             raise RuntimeError("mosquitto is not installed")
@@ -51,6 +51,9 @@ class Broker:
         self.certs = certs
         self.persistence = persistence
         self.tcp_nodelay = tcp_nodelay  # mosquitto's default is Nagle on (false)
+        # keep QoS 0 messages for a persistent session while it is away (Sparkplug's data
+        # is QoS 0: a test host that reconnects must not miss any)
+        self.queue_qos0 = queue_qos0
         self.port = free_port()
         self.tls_port = free_port() if certs else None
         self.mtls_port = free_port() if certs else None
@@ -67,7 +70,8 @@ class Broker:
                  "log_type error", "log_type warning", "log_type notice", "log_type information",
                  "max_queued_messages 0",  # unbounded: a slow test subscriber loses nothing
                  "per_listener_settings false",
-                 f"set_tcp_nodelay {'true' if self.tcp_nodelay else 'false'}"]
+                 f"set_tcp_nodelay {'true' if self.tcp_nodelay else 'false'}",
+                 f"queue_qos0_messages {'true' if self.queue_qos0 else 'false'}"]
         if os.geteuid() == 0:
             lines.append(f"user {getpass.getuser()}")
         if self.passwd is not None:

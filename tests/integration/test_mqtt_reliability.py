@@ -8,11 +8,7 @@ from __future__ import annotations
 
 import collections
 import json
-import os
-import signal
 import sqlite3
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -31,6 +27,7 @@ from tests.helpers.mqtt_fixtures import (
     needs_mosquitto,
     wait_until,
 )
+from tests.helpers.mqtt_proc import kill_after, spawn
 
 pytestmark = needs_mosquitto
 REPO = Path(__file__).resolve().parents[2]
@@ -75,35 +72,13 @@ def test_broker_stopped_mid_stream_every_event_arrives(tmp_path: Path) -> None:
         broker.stop()
 
 
-def _spawn(port: int, outbox: Path, session: str, count: int) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.Popen(
-        [sys.executable, "-m", "tests.helpers.mqtt_proc", str(port), str(outbox),
-         session, str(count)],
-        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
 @pytest.mark.timeout(120)
 def test_kill_9_mid_stream_every_committed_result_arrives(tmp_path: Path) -> None:
     outbox = tmp_path / "outbox.sqlite"
     with Broker(tmp_path / "broker") as broker:
         col = Collector(broker)
-        first = _spawn(broker.port, outbox, "run-1", 100_000)
-        committed: list[str] = []
-        try:
-            assert first.stdout is not None
-            for line in first.stdout:
-                if line.startswith("committed "):
-                    committed.append(line.split()[1])
-                if len(committed) >= 1000:
-                    break
-            assert len(committed) >= 1000, first.stderr.read() if first.stderr else ""
-            os.kill(first.pid, signal.SIGKILL)
-            first.wait(10)
-            committed += [ln.split()[1] for ln in first.stdout if ln.startswith("committed ")]
-        finally:
-            if first.poll() is None:
-                first.kill()
+        first = spawn(broker.port, outbox, "run-1", 100_000)
+        committed = kill_after(first, 1000)
         # The broker noticed the dead connection and published the last will.
         assert wait_until(lambda: col.last(TOPICS.status) == "offline", 15)
         with sqlite3.connect(outbox) as db:  # what the crash left behind, unacknowledged
@@ -111,7 +86,7 @@ def test_kill_9_mid_stream_every_committed_result_arrives(tmp_path: Path) -> Non
         print(f"{len(committed)} committed, {len(pending)} unacknowledged at the kill")
         before = len(col.messages)
 
-        second = _spawn(broker.port, outbox, "run-2", 0)
+        second = spawn(broker.port, outbox, "run-2", 0)
         out, err = second.communicate(timeout=60)
         assert second.returncode == 0, err
         assert "drained" in out.split()

@@ -18,7 +18,6 @@ outbox at start-up and rows handed to a connection that was lost before their PU
 
 from __future__ import annotations
 
-import json
 import logging
 import queue
 import random
@@ -37,6 +36,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from inspector.config.mqtt import MqttConfig, PasswordError
 from inspector.outputs.mqtt.outbox import Outbox, OutboxError
 from inspector.outputs.mqtt.topics import Topics
+from inspector.outputs.mqtt.wire import JsonWire, Msg, Wire
 
 log = logging.getLogger("inspector.outputs.mqtt")
 
@@ -53,6 +53,7 @@ _paho_log = logging.getLogger("inspector.outputs.mqtt.paho")
 _paho_log.addFilter(_PahoNoise())
 
 AckListener = Callable[[str, str, float], None]  # (kind "plc"|"result", event_id, t_puback)
+# what a paho message id stands for: ("plc"|"result", row id), ("ctl", -1) or ("barrier", -1)
 MessageHandler = Callable[[mqtt.MQTTMessage], None]  # must not block: runs in paho's thread
 
 _STABLE_S = 10.0  # a connection that lasted this long resets the backoff
@@ -79,6 +80,8 @@ class _Conn:
     receive_max: int | None = None
     connected_at: float = 0.0
     mids: dict[int, tuple[str, int]] = field(default_factory=dict)  # mid -> (kind, row id)
+    barriers: dict[int, list[int]] = field(default_factory=dict)  # barrier mid -> row ids
+    unconfirmed: list[int] = field(default_factory=list)  # rows sent before the next barrier
     ctl_acked: set[int] = field(default_factory=set)
 
 
@@ -88,8 +91,10 @@ class Publisher:
     def __init__(self, cfg: MqttConfig, topics: Topics, client_id: str, outbox: Outbox,
                  on_message: MessageHandler | None = None,
                  ack_listener: AckListener | None = None,
-                 command_topics: tuple[str, ...] | None = None) -> None:
+                 command_topics: tuple[str, ...] | None = None,
+                 wire: Wire | None = None) -> None:
         self.cfg, self.topics, self.client_id, self.outbox = cfg, topics, client_id, outbox
+        self.wire: Wire = wire or JsonWire(topics)
         self._on_message_cb = on_message
         # what `on_message` is given: the command topics, subscribed on every connect
         self.command_topics = command_topics or (topics.cmd_recipe,)
@@ -127,7 +132,7 @@ class Publisher:
         (recipe, camera status): what replaces this one when its thread has died."""
         new = Publisher(self.cfg, self.topics, self.client_id, self.outbox,
                         on_message=self._on_message_cb, ack_listener=self._ack_listener,
-                        command_topics=self.command_topics)
+                        command_topics=self.command_topics, wire=self.wire)
         with self._lock:
             retained = dict(self._retained)
         for topic, payload in retained.items():
@@ -199,8 +204,12 @@ class Publisher:
             pass
 
     def _cb_message(self, client, conn: _Conn, msg: mqtt.MQTTMessage) -> None:
-        if self._on_message_cb is not None:
-            self._on_message_cb(msg)
+        for item in self.wire.incoming(msg):
+            if isinstance(item, Msg):  # an error ack the wire wrote itself
+                self.send(item.topic, bytes(item.payload, "utf-8") if isinstance(
+                    item.payload, str) else item.payload, item.qos)
+            elif self._on_message_cb is not None:
+                self._on_message_cb(item)
 
     # -- the publisher thread ----------------------------------------------------------
 
@@ -242,7 +251,8 @@ class Publisher:
         if cfg.tls is not None:
             self._ssl_ctx = _tls_context(cfg)
             client.tls_set_context(self._ssl_ctx)
-        client.will_set(self.topics.status, b"offline", qos=1, retain=True)
+        will = self.wire.will()
+        client.will_set(will.topic, will.payload, qos=will.qos, retain=will.retain)
         client.max_inflight_messages_set(2 * cfg.max_inflight + 50)
         # One attempt per client: with reconnect_on_failure off paho tries once, then would
         # sleep its reconnect delay before its thread ends; the backoff is ours (_run).
@@ -299,13 +309,11 @@ class Publisher:
         else:
             log.info("MQTT connected to %s:%d as %s", self.cfg.host, self.cfg.port, self.client_id)
         self._last_error = None
-        self._send(conn, self.topics.status, b"online", "ctl", -1, retain=True)
-        with self._lock:
-            self._dirty.update(self._retained)
+        self._hello(conn)
         if self._on_message_cb is not None:
             opts = (SubscribeOptions(qos=1, retainAsPublished=True)
                     if self.cfg.protocol == 5 else None)
-            for topic in self.command_topics:
+            for topic in self.wire.subscriptions(self.command_topics):
                 if opts is not None:
                     conn.client.subscribe(topic, options=opts)
                 else:
@@ -325,28 +333,66 @@ class Publisher:
                 if self.outbox.depth() == 0 or time.monotonic() >= deadline:
                     self._say_stopped(conn)
                     return
+            if self.wire.rebirth_due():
+                self._hello(conn)
             self._flush_control(conn)
             self._fill(conn, window)
             self._housekeeping()
             self._wake.wait(0.25)
             self._wake.clear()
 
+    def _hello(self, conn: _Conn) -> None:
+        """What a connection (or a host's rebirth request) publishes first."""
+        with self._lock:
+            retained = dict(self._retained)
+        msgs, again = self.wire.hello(retained)
+        for m in msgs:
+            self._send(conn, m.topic, m.payload, "ctl", -1, qos=m.qos, retain=m.retain)
+        with self._lock:
+            if again:
+                self._dirty.update(self._retained)
+            else:  # the births carried them
+                self._dirty.difference_update(retained)
+
     def _fill(self, conn: _Conn, window: int) -> None:
-        """Hand the next rows to paho, `plc` before `result`, within the in-flight window."""
-        room = window - len(conn.mids)
-        if room < 2:
+        """Hand the next rows to paho, `plc` before `result`, within the in-flight window.
+
+        v1 counts QoS 1 messages in flight (two per row); a barrier wire counts the rows
+        not yet confirmed, then sends one barrier after the batch."""
+        if self.wire.confirms_by_barrier:
+            room = window - len(self._rows)
+        else:
+            room = (window - len(conn.mids)) // 2
+        if room < 1:
             return
-        for row in self.outbox.fetch_after(self._cursor, room // 2):
-            replay = row.id <= self._replay_upto
-            result = _replayed(row.result) if replay else row.result
-            plc = _replayed(row.plc, row.event_id, result) if replay else row.plc
-            send_plc = row.id not in self._plc_acked
-            self._rows[row.id] = _RowState(row.event_id, 1 + send_plc)
-            self._cursor = row.id
-            if send_plc and self._send(conn, self.topics.plc, plc, "plc", row.id) is None:
-                return
-            if self._send(conn, self.topics.result, result, "result", row.id) is None:
-                return
+        try:
+            for row in self.outbox.fetch_after(self._cursor, room):
+                msgs = self.wire.row(row, row.id <= self._replay_upto,
+                                     row.id not in self._plc_acked)
+                self._rows[row.id] = _RowState(row.event_id, sum(m.qos > 0 for _, m in msgs))
+                self._cursor = row.id
+                for kind, m in msgs:
+                    if self._send(conn, m.topic, m.payload, kind, row.id, qos=m.qos) is None:
+                        return
+                if self.wire.confirms_by_barrier:
+                    conn.unconfirmed.append(row.id)
+        finally:
+            self._barrier(conn)
+
+    def _barrier(self, conn: _Conn) -> None:
+        """After QoS 0 rows: a QoS 1 message whose PUBACK confirms them (the broker takes
+        one connection's packets in order)."""
+        if not conn.unconfirmed:
+            return
+        m = self.wire.barrier()
+        if m is None:
+            return
+        mid = self._send(conn, m.topic, m.payload, "barrier", -1, qos=1)
+        if mid is not None:
+            for row_id in conn.unconfirmed:
+                self._rows[row_id].pending += 1
+            conn.barriers[mid] = conn.unconfirmed
+            conn.unconfirmed = []
 
     def _send(self, conn: _Conn, topic: str, payload: str | bytes, kind: str, row_id: int,
               qos: int = 1, retain: bool = False) -> int | None:
@@ -373,23 +419,12 @@ class Publisher:
             if kind == "ctl":
                 conn.ctl_acked.add(mid)
                 continue
-            st = self._rows.get(row_id)
-            if st is None:
+            if kind == "barrier":
+                # even a refused barrier (MQTT 5 reason code) was taken after the rows
+                for rid in conn.barriers.pop(mid, []):
+                    self._row_acked(rid, ("plc", "result"), None, t, done)
                 continue
-            if failure is not None:
-                st.failed = True
-                log.error("MQTT broker rejected %s of event %s: %s; kept in the outbox",
-                          kind, st.event_id, failure)
-            else:
-                if kind == "plc":
-                    self._plc_acked.add(row_id)
-                if self._ack_listener is not None:
-                    self._ack_listener(kind, st.event_id, t)
-            st.pending -= 1
-            if st.pending <= 0:
-                del self._rows[row_id]
-                if not st.failed:
-                    done.append(row_id)
+            self._row_acked(row_id, (kind,), failure, t, done)
         if done:
             try:
                 self.outbox.delete(done)
@@ -398,23 +433,51 @@ class Publisher:
             self._plc_acked.difference_update(done)
             self.acked_rows += len(done)
 
+    def _row_acked(self, row_id: int, kinds: tuple[str, ...], failure: str | None, t: float,
+                   done: list[int]) -> None:
+        """One PUBACK for a row (or a barrier's for each row it confirms)."""
+        st = self._rows.get(row_id)
+        if st is None:
+            return
+        if failure is not None:
+            st.failed = True
+            log.error("MQTT broker rejected %s of event %s: %s; kept in the outbox",
+                      kinds[0], st.event_id, failure)
+        else:
+            if "plc" in kinds:
+                self._plc_acked.add(row_id)
+            if self._ack_listener is not None:
+                for kind in kinds:
+                    self._ack_listener(kind, st.event_id, t)
+        st.pending -= 1
+        if st.pending <= 0:
+            del self._rows[row_id]
+            if not st.failed:
+                done.append(row_id)
+
     def _flush_control(self, conn: _Conn) -> None:
         with self._lock:
             retained = [(t, self._retained[t]) for t in sorted(self._dirty)]
             self._dirty.clear()
             transient = list(self._transient)
             self._transient.clear()
-        for topic, payload in retained:
-            self._send(conn, topic, payload, "ctl", -1, retain=True)
+        for m in self.wire.retained(retained) if retained else []:
+            self._send(conn, m.topic, m.payload, "ctl", -1, qos=m.qos, retain=m.retain)
         for i, (topic, payload, qos) in enumerate(transient):
-            if self._send(conn, topic, payload, "ctl", -1, qos=qos) is None:
+            m = self.wire.transient(topic, payload, qos)
+            if m is None:
+                continue
+            if self._send(conn, m.topic, m.payload, "ctl", -1, qos=m.qos,
+                          retain=m.retain) is None:
                 with self._lock:  # keep the unsent ones for the next connection
                     self._transient.extendleft(reversed(transient[i:]))
                 return
 
     def _say_stopped(self, conn: _Conn) -> None:
-        """Clean shutdown: retained `stopped`, wait for its PUBACK, DISCONNECT (no will)."""
-        mid = self._send(conn, self.topics.status, b"stopped", "ctl", -1, retain=True)
+        """Clean shutdown: retained `stopped` (Sparkplug: NDEATH), wait for its PUBACK,
+        DISCONNECT (no will)."""
+        bye = self.wire.goodbye()
+        mid = self._send(conn, bye.topic, bye.payload, "ctl", -1, qos=1, retain=bye.retain)
         if mid is not None:
             end = time.monotonic() + _STOPPED_ACK_S
             while mid not in conn.ctl_acked and not conn.closed and time.monotonic() < end:
@@ -495,13 +558,3 @@ def _tls_context(cfg: MqttConfig) -> ssl.SSLContext:
             raise ValueError(f"tls.cert {tls.cert} / tls.key {tls.key}: {exc}") from None
     return ctx
 
-
-def _replayed(payload: str, event_id: str | None = None, result: str | None = None) -> str:
-    """The stored payload with `"replayed": true` (only replays pay for re-encoding). A
-    `plc` payload from an older outbox gets its event_id and session from its row."""
-    doc = json.loads(payload)
-    doc["replayed"] = True
-    if event_id is not None and "event_id" not in doc:
-        doc["event_id"] = event_id
-        doc["session"] = str(json.loads(result or "{}").get("session", ""))
-    return json.dumps(doc, separators=(",", ":"))

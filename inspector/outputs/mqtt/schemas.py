@@ -14,7 +14,7 @@ from jsonschema import Draft202012Validator
 
 NAMES = ("result", "plc", "status", "state", "camera_status", "stats", "cmd_recipe",
          "cmd_recipe_ack", "cmd_trigger", "cmd_trigger_ack", "ready", "cmd_thresholds",
-         "cmd_thresholds_ack")
+         "cmd_thresholds_ack", "spb_sync", "spb_command_ack")
 TEXT_PAYLOADS = frozenset({"status", "camera_status"})
 
 

@@ -29,6 +29,7 @@ from inspector.outputs.mqtt.outbox import MemoryOutbox, Outbox
 from inspector.outputs.mqtt.pending import PendingCommits
 from inspector.outputs.mqtt.publisher import AckListener, Publisher
 from inspector.outputs.mqtt.topics import Topics
+from inspector.outputs.mqtt.wire import JsonWire, Wire
 from inspector.outputs.sinks.base import ResultSink
 
 log = logging.getLogger("inspector.outputs.mqtt")
@@ -97,14 +98,36 @@ class MqttSink(ResultSink):
             TriggerCommands(t.cmd_trigger, self._sender(t.cmd_trigger_ack), trigger_handler),
             ThresholdCommands(t.cmd_thresholds, self._sender(t.cmd_thresholds_ack),
                               threshold_handler)]
+        self.wire = self._wire(site, line, station, enterprise, area, state_dir)
         self.publisher = Publisher(config, self.topics,
                                    config.effective_client_id(site, line, station), outbox,
                                    on_message=self._offer, ack_listener=ack_listener,
-                                   command_topics=tuple(c.topic for c in self.channels))
+                                   command_topics=tuple(c.topic for c in self.channels),
+                                   wire=self.wire)
         self._closed = False
         for channel in self.channels:
             channel.start()
         self.publisher.start()
+
+    def _wire(self, site: str, line: str, station: str, enterprise: str | None,
+              area: str | None, state_dir: Path | None) -> Wire:
+        """Contract v1, or Sparkplug B with the group and edge node named after the
+        station's ISA-95 levels unless configured."""
+        if self.config.mode == "v1":
+            return JsonWire(self.topics)
+        from inspector import __version__
+        from inspector.outputs.mqtt.sparkplug.wire import SparkplugWire
+
+        sp = self.config.sparkplug
+        group = sp.group_id or "-".join(x for x in (enterprise, site) if x)
+        node = sp.edge_node_id or "-".join(x for x in (area, line, station) if x)
+        state_file = sp.state_file
+        if not state_file.is_absolute():
+            state_file = (state_dir or DEFAULT_STATE_DIR) / state_file
+        log.info("MQTT in Sparkplug B mode: group %s, edge node %s, device %s", group, node,
+                 sp.device_id)
+        return SparkplugWire(self.topics, group, node, sp.device_id, session=self.session,
+                             software=f"inspector {__version__}", state_file=state_file)
 
     # -- ResultSink --------------------------------------------------------------------
 

@@ -86,6 +86,11 @@ class Topics:
     def ready(self) -> str:
         return self.root + "ready"
 
+    @property
+    def spb_sync(self) -> str:
+        """Sparkplug mode: the QoS 1 message that confirms the DDATA before it."""
+        return self.root + "spb/sync"
+
     def camera_status(self, camera: str) -> str:
         return f"{self.root}camera/{check_level('camera', camera)}/status"
 
@@ -98,7 +103,7 @@ class Topics:
                  "stats": "stats", "ready": "ready", "cmd/recipe": "cmd_recipe",
                  "cmd/recipe/ack": "cmd_recipe_ack", "cmd/trigger": "cmd_trigger",
                  "cmd/trigger/ack": "cmd_trigger_ack", "cmd/thresholds": "cmd_thresholds",
-                 "cmd/thresholds/ack": "cmd_thresholds_ack"}
+                 "cmd/thresholds/ack": "cmd_thresholds_ack", "spb/sync": "spb_sync"}
         if rest in fixed:
             return fixed[rest]
         parts = rest.split("/")
