@@ -95,6 +95,26 @@ class WebConfig(StrictModel):
         return self
 
 
+class OpcUaSecurityConfig(StrictModel):
+    """Signed and encrypted OPC UA (Basic256Sha256): the server's certificate, and the
+    client certificates it trusts. Relative paths are under the station's state folder.
+
+    A missing certificate or key is made on first start (self-signed, RSA 2048, for a
+    year, with the server's application URI and host name): give its thumbprint (logged)
+    to the PLC. A client whose certificate is not in `trusted_clients` is refused and its
+    certificate is kept in `rejected_clients`, to be moved to `trusted_clients` once
+    checked.
+    """
+
+    certificate: Path = Path("opcua/server-cert.der")
+    private_key: Path = Path("opcua/server-key.pem")
+    trusted_clients: Path = Path("opcua/trusted")
+    rejected_clients: Path = Path("opcua/rejected")
+    modes: Annotated[list[Literal["SignAndEncrypt", "Sign"]], Field(min_length=1)] = [
+        "SignAndEncrypt"]
+    allow_unencrypted: bool = False  # also keep the endpoint with security policy None
+
+
 class OpcUaConfig(StrictModel):
     """The `opcua:` section: the OPC UA server for PLCs and SCADA (inspector.opcua)."""
 
@@ -104,3 +124,14 @@ class OpcUaConfig(StrictModel):
     # the station page's users (web.users_file) who may log in over OPC UA, e.g. ["plc1"]
     users: list[str] = []
     allow_anonymous: bool = False  # anonymous sessions: off unless asked for
+    # None: security policy None only (no signing or encryption); see OpcUaSecurityConfig
+    security: OpcUaSecurityConfig | None = None
+    # X509 user tokens: user name -> that user's certificate (DER or PEM; relative: under
+    # the state folder); needs `security`
+    certificate_users: dict[str, Path] = {}
+
+    @model_validator(mode="after")
+    def _certificate_users_need_security(self) -> OpcUaConfig:
+        if self.certificate_users and self.security is None:
+            raise ValueError("certificate_users needs security (a signed channel)")
+        return self

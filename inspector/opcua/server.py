@@ -25,9 +25,12 @@ Access: anonymous sessions are refused unless `allow_anonymous`; a user name and
 are checked against the station page's users (argon2), and only the users listed in
 `opcua.users` may log in. Those are PLC accounts: each may trigger and select recipes,
 whatever its role on the page, as a client allowed on `cmd/recipe` may over MQTT (the
-page's roles are for people). Security policy: `None` (no signing or encryption on the wire);
-certificate-based policies are not configured yet, so keep the server on the machine or a
-trusted cell network.
+page's roles are for people). Without `opcua.security` the only security policy is `None`
+(no signing or encryption: keep the server on a trusted cell network). With it, the
+endpoints are Basic256Sha256 Sign and/or SignAndEncrypt (`opcua/security.py`): the server's
+own certificate (made on first start when missing), a folder of trusted client
+certificates (an unknown client is refused and its certificate kept in the rejected
+folder), and X509 user tokens for the users named in `opcua.certificate_users`.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ from asyncua.crypto.permission_rules import User as UaUser
 from asyncua.crypto.permission_rules import UserRole
 
 from inspector.config.station import StationConfig
+from inspector.opcua.security import Certificates
 from inspector.runtime.pipeline import Finished
 from inspector.runtime.service import Service
 from inspector.web.users import UserStore
@@ -72,11 +76,20 @@ VARIABLES: dict[str, tuple[Any, ua.VariantType]] = {
 class _Users:
     """asyncua's user manager: the page's users, the ones `opcua.users` names."""
 
-    def __init__(self, store: UserStore, allowed: list[str], anonymous: bool) -> None:
+    def __init__(self, store: UserStore, allowed: list[str], anonymous: bool,
+                 certificates: Certificates | None = None) -> None:
         self.store, self.allowed, self.anonymous = store, set(allowed), anonymous
+        self.certificates = certificates
 
     def get_user(self, iserver: Any, username: str | None = None,
                  password: str | None = None, certificate: Any = None) -> UaUser | None:
+        if certificate is not None and username is None:
+            name = self.certificates.user_of(certificate) if self.certificates else None
+            if name is None:
+                log.warning("opcua: a user certificate not in opcua.certificate_users: "
+                            "refused")
+                return None
+            return UaUser(role=UserRole.User, name=name)
         if username is None:
             return UaUser(role=UserRole.User, name="anonymous") if self.anonymous else None
         if username not in self.allowed:
@@ -96,7 +109,9 @@ class OpcUaServer:
         self.service, self.cfg = service, cfg
         users_file = cfg.storage.resolve(cfg.web.users_file)
         assert users_file is not None
-        self._users = _Users(UserStore(users_file), cfg.opcua.users, cfg.opcua.allow_anonymous)
+        self.certificates = (Certificates(cfg) if cfg.opcua.security is not None else None)
+        self._users = _Users(UserStore(users_file), cfg.opcua.users, cfg.opcua.allow_anonymous,
+                             self.certificates)
         self.port = cfg.opcua.port
         self.url = f"opc.tcp://{cfg.opcua.host}:{self.port}/inspector/"
         self._loop = asyncio.new_event_loop()
@@ -144,8 +159,13 @@ class OpcUaServer:
         await server.init()
         server.set_endpoint(self.url)
         server.set_server_name(f"Inspector {self.cfg.station.station}")
-        server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
-        tokens = [ua.UserNameIdentityToken]
+        tokens: list[type] = [ua.UserNameIdentityToken]
+        if self.certificates is None:
+            server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
+        else:
+            await self.certificates.apply(server)
+            if self.cfg.opcua.certificate_users:
+                tokens.append(ua.X509IdentityToken)
         if self.cfg.opcua.allow_anonymous:
             tokens.append(ua.AnonymousIdentityToken)
         server.set_identity_tokens(tokens)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import subprocess
@@ -130,8 +131,6 @@ def test_select_recipe_with_the_same_checks_as_cmd_recipe(station: Station) -> N
     # uacall sends every value of one call as the same type: a rev must be given as Int32,
     # so the tool cannot mix types; the service's own check is exercised above, the
     # switch itself through the asyncua client object below
-    import asyncio
-
     from asyncua import Client
     from asyncua import ua as uat
 
@@ -150,3 +149,112 @@ def test_select_recipe_with_the_same_checks_as_cmd_recipe(station: Station) -> N
     while read(station, "ActiveRecipeId") != "other" and time.monotonic() < deadline:
         time.sleep(0.2)
     assert read(station, "ActiveRecipeId") == "other"
+
+
+def _client_certificate(folder: Path, name: str) -> tuple[Path, Path]:
+    """A client application certificate as a PLC or SCADA makes one (asyncua's client URI)."""
+    from asyncua.crypto.cert_gen import (
+        dump_private_key_as_pem,
+        generate_private_key,
+        generate_self_signed_app_certificate,
+    )
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+
+    key = generate_private_key()
+    cert = generate_self_signed_app_certificate(
+        key, name, {}, [x509.UniformResourceIdentifier("urn:example.org:FreeOpcUa:opcua-asyncio")],
+        extended=[ExtendedKeyUsageOID.CLIENT_AUTH])
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{name}.der").write_bytes(cert.public_bytes(Encoding.DER))
+    (folder / f"{name}.pem").write_bytes(dump_private_key_as_pem(key))
+    return folder / f"{name}.der", folder / f"{name}.pem"
+
+
+def test_signed_and_encrypted_trusted_clients_and_certificate_users(tmp_path: Path) -> None:
+    plc_cert, plc_key = _client_certificate(tmp_path / "plc", "plc-app")
+    other_cert, other_key = _client_certificate(tmp_path / "scada", "scada-app")
+    port = free_port()
+    cfg = load_config(write_config(
+        tmp_path / "s.yaml", fast_recipe(tmp_path / "recipes" / "part"), console=False,
+        cameras=[{"name": "cam0", "source": {"kind": "synthetic", "width": 64, "height": 64,
+                                             "triggered": True}}],
+        opcua={"enabled": True, "port": port, "users": [PLC[0]], "security": {},
+               "certificate_users": {"plc-line3": str(plc_cert)}}))
+    UserStore(cfg.storage.resolve(cfg.web.users_file)).add(PLC[0], "operator", PLC[1])
+    service = Service(cfg)
+    service.start()
+    server = OpcUaServer(service, cfg)
+    server.start()
+    state = tmp_path / "state" / "opcua"
+    st = Station(service, server.url, tmp_path / "recipes")
+    try:
+        assert (state / "server-cert.der").exists() and (state / "server-key.pem").exists()
+        assert (state / "server-key.pem").stat().st_mode & 0o077 == 0
+        # no unencrypted endpoint any more
+        r = ua("uaread", st, "-n", "ns=2;s=Inspector.SystemState")
+        assert r.returncode != 0
+        sec = ["--security", f"Basic256Sha256,SignAndEncrypt,{plc_cert},{plc_key}"]
+        # an encrypted channel from a client nobody trusted yet: refused, its cert kept
+        r = ua("uaread", st, *sec, "-n", "ns=2;s=Inspector.SystemState")
+        assert r.returncode != 0 and "BadCertificateUntrusted" in r.stdout + r.stderr, (
+            r.stdout + r.stderr)[-800:]
+        (rejected,) = list((state / "rejected").iterdir())
+        rejected.rename(state / "trusted" / rejected.name)  # the integrator trusts it
+        assert read_with(st, sec) == "Ready"  # user name and password on a secure channel
+        # the certificate itself as the user (X509 identity token), no password: uaread
+        # cannot send one, asyncua's client object can
+        assert asyncio.run(_x509_read(st.url, plc_cert, plc_key)) == "Ready"
+        # a trusted application whose certificate is no user: a password, or nothing
+        (state / "trusted" / "scada.der").write_bytes(other_cert.read_bytes())
+        other = ["--security", f"Basic256Sha256,SignAndEncrypt,{other_cert},{other_key}"]
+        assert read_with(st, other) == "Ready"
+        with pytest.raises(Exception, match="BadUserAccessDenied"):
+            asyncio.run(_x509_read(st.url, other_cert, other_key))
+    finally:
+        server.stop()
+        service.stop()
+
+
+async def _x509_read(url: str, cert: Path, key: Path) -> str:
+    from asyncua import Client
+    from asyncua.crypto.security_policies import SecurityPolicyBasic256Sha256
+    from asyncua.ua import MessageSecurityMode
+
+    client = Client(url)
+    await client.set_security(SecurityPolicyBasic256Sha256, str(cert), str(key),
+                              mode=MessageSecurityMode.SignAndEncrypt)
+    await client.load_client_certificate(str(cert))  # the user token: this certificate
+    await client.load_private_key(str(key))
+    async with client:
+        return str(await client.get_node("ns=2;s=Inspector.SystemState").read_value())
+
+
+def read_with(st: Station, sec: list[str], who: tuple[str, str] | None = PLC) -> str:
+    r = ua("uaread", st, *sec, "-n", "ns=2;s=Inspector.SystemState", who=who)
+    assert r.returncode == 0, (r.stdout + r.stderr)[-800:]
+    return r.stdout.strip()
+
+
+def test_security_refuses_half_a_certificate_pair_and_users_without_it(tmp_path: Path) -> None:
+    from pydantic import ValidationError
+
+    from inspector.config.sections import OpcUaConfig
+
+    with pytest.raises(ValidationError, match="certificate_users needs security"):
+        OpcUaConfig.model_validate({"certificate_users": {"plc": "plc.der"}})
+    cfg = load_config(write_config(
+        tmp_path / "s.yaml", fast_recipe(tmp_path / "recipes" / "part"), console=False,
+        opcua={"enabled": True, "port": free_port(), "users": [PLC[0]], "security": {}}))
+    cert = tmp_path / "state" / "opcua" / "server-cert.der"
+    cert.parent.mkdir(parents=True)
+    cert.write_bytes(b"installed by someone")
+    service = Service(cfg)
+    service.start()
+    try:
+        with pytest.raises(RuntimeError, match="server-cert.der exists but .*server-key.pem"):
+            OpcUaServer(service, cfg).start()
+        assert cert.read_bytes() == b"installed by someone"  # never replaced
+    finally:
+        service.stop()
