@@ -65,6 +65,19 @@ class SparkplugConfig(StrictModel):
     state_file: Path = Path("sparkplug.json")
 
 
+class ThumbnailConfig(StrictModel):
+    """A small JPEG of each part (its overlay) retained on `camera/<cam>/thumbnail`, for
+    dashboards that cannot reach the station page. Off by default; made on a worker thread
+    from a copy of the frame, so the result thread never waits for it (a part that comes
+    while the previous one is still being encoded replaces it)."""
+
+    enabled: bool = False
+    max_side: Annotated[int, Field(ge=32, le=1024)] = 320  # px, the longer side
+    max_bytes: Annotated[int, Field(ge=2048, le=262_144)] = 32_768  # quality, then size, give
+    quality: Annotated[int, Field(ge=30, le=95)] = 75
+    only_ng: bool = False  # only rejected parts
+
+
 class MqttConfig(StrictModel):
     """Broker, TLS, credentials (by reference only), reconnect and in-flight limits, outbox."""
 
@@ -90,6 +103,7 @@ class MqttConfig(StrictModel):
     # edge node with one device; NBIRTH/DBIRTH, DDATA per part, NDEATH as the will)
     mode: Literal["v1", "sparkplug"] = "v1"
     sparkplug: SparkplugConfig = Field(default_factory=SparkplugConfig)
+    thumbnail: ThumbnailConfig = Field(default_factory=ThumbnailConfig)
 
     @field_validator("prefix")
     @classmethod
@@ -109,6 +123,9 @@ class MqttConfig(StrictModel):
             raise ValueError("give password_file or password_env, not both")
         if (self.password_file or self.password_env) and not self.username:
             raise ValueError("a password needs a username")
+        if self.thumbnail.enabled and self.mode == "sparkplug":
+            raise ValueError("thumbnail.enabled: thumbnails are a topic of contract v1; in "
+                             "Sparkplug mode Result/ImageUri names the image")
         file = (info.context or {}).get("file")
         base = Path(file).parent if file else None
         if base is not None:

@@ -234,6 +234,10 @@ class Service:
                                  state_dir=cfg.storage.state_dir,
                                  ack_listener=self.ack_listener)
             sinks.append(self.mqtt)
+            thumbnails = self.mqtt.thumbnails
+            if thumbnails is not None:
+                self.observers.append(lambda item: thumbnails.offer(item.frame.image,
+                                                                    item.result))
         return sinks + self.extra_sinks
 
     def _ready_changed(self, state: dict) -> None:

@@ -1,7 +1,8 @@
 """JSON Schemas of every MQTT payload, loaded from the package (importlib.resources).
 
 `status` and `camera/<cam>/status` carry plain UTF-8 text (a retained word that any
-dashboard can show); every other topic carries a JSON object.
+dashboard can show), `camera/<cam>/thumbnail` a JPEG; every other topic carries a JSON
+object.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ NAMES = ("result", "plc", "status", "state", "camera_status", "stats", "cmd_reci
          "cmd_recipe_ack", "cmd_trigger", "cmd_trigger_ack", "ready", "cmd_thresholds",
          "cmd_thresholds_ack", "spb_sync", "spb_command_ack")
 TEXT_PAYLOADS = frozenset({"status", "camera_status"})
+# binary payloads have no JSON Schema; `first_error` checks their format instead
+JPEG_PAYLOADS = frozenset({"camera_thumbnail"})
 
 
 @cache
@@ -38,6 +41,8 @@ def validator(name: str) -> Draft202012Validator:
 
 def decode(name: str, payload: bytes) -> object:
     """The payload as the schema sees it: text for status topics, parsed JSON otherwise."""
+    if name in JPEG_PAYLOADS:
+        return bytes(payload)
     text = payload.decode("utf-8")
     return text if name in TEXT_PAYLOADS else json.loads(text)
 
@@ -46,6 +51,9 @@ def first_error(name: str, doc: object) -> str | None:
     """A one-line description of the most relevant schema error, or None if valid."""
     from jsonschema.exceptions import best_match
 
+    if name in JPEG_PAYLOADS:
+        ok = isinstance(doc, bytes) and doc[:3] == b"\xff\xd8\xff" and doc[-2:] == b"\xff\xd9"
+        return None if ok else "not a complete JPEG (no FFD8FF start or FFD9 end)"
     err = best_match(validator(name).iter_errors(doc))
     if err is None:
         return None

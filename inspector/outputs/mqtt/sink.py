@@ -28,6 +28,7 @@ from inspector.outputs.mqtt.commands import (
 from inspector.outputs.mqtt.outbox import MemoryOutbox, Outbox
 from inspector.outputs.mqtt.pending import PendingCommits
 from inspector.outputs.mqtt.publisher import AckListener, Publisher
+from inspector.outputs.mqtt.thumbnail import Thumbnails
 from inspector.outputs.mqtt.topics import Topics
 from inspector.outputs.mqtt.wire import JsonWire, Wire
 from inspector.outputs.sinks.base import ResultSink
@@ -105,6 +106,10 @@ class MqttSink(ResultSink):
                                    command_topics=tuple(c.topic for c in self.channels),
                                    wire=self.wire)
         self._closed = False
+        self.thumbnails: Thumbnails | None = None
+        if config.thumbnail.enabled:
+            self.thumbnails = Thumbnails(config.thumbnail, self.topics.camera_thumbnail,
+                                         lambda t, p: self.publisher.set_retained(t, p))
         for channel in self.channels:
             channel.start()
         self.publisher.start()
@@ -178,6 +183,8 @@ class MqttSink(ResultSink):
         self._closed = True
         for channel in self.channels:
             channel.close()
+        if self.thumbnails is not None:
+            self.thumbnails.close()
         if not self.pending.retry(force=True):
             log.error("outbox still cannot commit at shutdown: %d result(s) lost with this "
                       "process: event_id %s", len(self.pending),

@@ -94,6 +94,10 @@ class Topics:
     def camera_status(self, camera: str) -> str:
         return f"{self.root}camera/{check_level('camera', camera)}/status"
 
+    def camera_thumbnail(self, camera: str) -> str:
+        """The last part's JPEG (mqtt.thumbnail), retained."""
+        return f"{self.root}camera/{check_level('camera', camera)}/thumbnail"
+
     def schema_name(self, topic: str) -> str | None:
         """Which payload schema a topic of this station carries (None: not ours)."""
         if not topic.startswith(self.root):
@@ -109,4 +113,6 @@ class Topics:
         parts = rest.split("/")
         if len(parts) == 3 and parts[0] == "camera" and parts[2] == "status":
             return "camera_status"
+        if len(parts) == 3 and parts[0] == "camera" and parts[2] == "thumbnail":
+            return "camera_thumbnail"
         return None
