@@ -13,7 +13,9 @@ one after another, as a line does. Printed side by side, from the same parts:
 Then the same over OPC UA (an asyncua client, logged in as a PLC user): the `Trigger`
 method call, and the clock stops when a data-change notification says `LastRequestId` is
 the call's request id (written last of the last-result variables, so the verdict can be
-read then).
+read then). Last, a second station in Sparkplug B mode (`mqtt.mode: sparkplug`) on the same
+broker: a host writes `Command/Trigger` with a DCMD and the clock stops at the DDATA whose
+`Result/PartId` is that part.
 
     .venv/bin/python scripts/bench_trigger.py [--triggers 100] [--size 512]
 """
@@ -142,6 +144,9 @@ def main() -> int:
         plc.c.loop_stop()
         opc.stop()
         service.stop()
+    try:
+        spb_ms = _sparkplug(cfg, work, broker.port, args.warmup, args.triggers)
+    finally:
         broker.stop()
     lost = service.pipeline.stats.counters.get("dropped_queue", 0)
     print(f"\n{args.triggers} triggers, one at a time, {args.size} x {args.size} px, demo "
@@ -158,7 +163,67 @@ def main() -> int:
     p50, p99 = _q(opc_ms)
     print(f"| OPC UA: Trigger method -> LastRequestId notification at the client | {p50:.1f} "
           f"| {p99:.1f} |")
+    p50, p99 = _q(spb_ms)
+    print(f"| Sparkplug B: DCMD Command/Trigger -> DDATA Result/* at the host | {p50:.1f} "
+          f"| {p99:.1f} |")
     return 0
+
+
+def _sparkplug(cfg: StationConfig, work: Path, port: int, warmup: int, n: int) -> list[float]:
+    """The same station in Sparkplug mode; ms from DCMD to the part's DDATA."""
+    from inspector.outputs.mqtt.sparkplug.metrics import DataType, Payload, add, value
+
+    doc = cfg.model_dump(mode="json")
+    doc["mqtt"]["mode"] = "sparkplug"
+    doc["opcua"]["enabled"] = False
+    doc["storage"]["state_dir"] = str(work / "state-spb")
+    node = "spBv1.0/bench/{}/l1-s1"
+    seen: dict[str, float] = {}
+    ready = {"state": ""}
+    lock = threading.Lock()
+
+    def on_message(client, userdata, msg) -> None:
+        now = time.monotonic()
+        values = {m.name: value(m) for m in Payload.FromString(msg.payload).metrics}
+        with lock:
+            if values.get("Ready/State"):
+                ready["state"] = str(values["Ready/State"])
+            if "Result/PartId" in values and msg.topic.split("/")[2] == "DDATA":
+                seen[str(values["Result/PartId"])] = now
+
+    host = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"spb-{uuid.uuid4().hex[:6]}")
+    host.on_message = on_message
+    host.connect("127.0.0.1", port)
+    host.subscribe([(node.format("DBIRTH") + "/vision", 0), (node.format("DDATA") + "/vision", 0)])
+    host.loop_start()
+    service = Service(StationConfig.model_validate(doc))
+    service.start()
+    out: list[float] = []
+    try:
+        for i in range(warmup + n):
+            deadline = time.monotonic() + 20
+            while ready["state"] != "READY":
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"Sparkplug station not READY ({ready})")
+                time.sleep(0.001)
+            part = f"PN-SPB-{i:05d}"
+            cmd = Payload(timestamp=int(time.time() * 1000))
+            add(cmd, "Command/Trigger", DataType.String, part)
+            t0 = time.monotonic()
+            host.publish(node.format("DCMD") + "/vision", cmd.SerializeToString(), qos=0)
+            while part not in seen:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"no DDATA for {part}")
+                time.sleep(0.0005)
+            if i >= warmup:
+                out.append((seen[part] - t0) * 1000)
+            print(f"\r  Sparkplug trigger {i + 1}/{warmup + n}", end="", file=sys.stderr,
+                  flush=True)
+        print(file=sys.stderr)
+    finally:
+        host.loop_stop()
+        service.stop()
+    return out
 
 
 async def _opcua(url: str, warmup: int, n: int) -> list[float]:
