@@ -125,8 +125,9 @@ class UnknownBranch:
         cal = threshold_for_rate(scores, self.target_rate)
         bank = self.build_bank(reduced, progress, total=sum(len(t) for t in toks))
         self.set_enrolment(bank, cal, scale)
-        log.info("%s; bank %d tokens; border scale %s", cal.summary(), len(self.bank),
-                 np.round(scale, 3).tolist())
+        log.log(logging.INFO if cal.enough_parts else logging.WARNING,
+                "%s; bank %d tokens; border scale %s", cal.summary(), len(self.bank),
+                np.round(scale, 3).tolist())
         return cal
 
     def _border_scale(self, dists: list[np.ndarray]) -> np.ndarray:

@@ -130,25 +130,15 @@ def overlay_sheet(samples: list[Sample], maps: list[np.ndarray], scores: np.ndar
         raise OSError(f"cannot write {path}")
 
 
-def evaluate(dataset: Path, out: Path, params: UnknownParams | None = None,
-             counts: tuple[int | None, ...] = (16, 64, None), seed: int = 0,
-             progress: bool = True) -> dict:
-    """Run the protocol; write JSON, Markdown and overlay sheets to `out`."""
-    params = params or UnknownParams()
-    branch = UnknownBranch(params)
-    train = [s for s in load_split(dataset, "train", progress) if not s.defective]
-    test = load_split(dataset, "test", progress)
+def _score_rows(branch: UnknownBranch, train_tok: list[np.ndarray], test: list[Sample],
+                test_grids: list[np.ndarray], counts: tuple[int | None, ...], seed: int,
+                out: Path | None, progress: bool) -> list[dict]:
+    """One row per reference count: bank, anomaly maps of the test split, metrics."""
+    params = branch.params
     labels = np.array([s.defective for s in test])
-    if len(train) == 0 or labels.all() or not labels.any():
-        raise ValueError(f"{dataset}: need defect-free train images and both kinds in test")
-    t0 = time.perf_counter()
-    train_tok = branch.tokens([s.image for s in train], progress, "train tokens")
-    test_grids = [branch.extractor.grid(s.image)
-                  for s in tqdm(test, "test tokens", disable=not progress)]
-    encode_ms = 1000 * (time.perf_counter() - t0) / (len(train) + len(test))
     rows = []
     for count in counts:
-        idx = pick_references(len(train), count, seed)
+        idx = pick_references(len(train_tok), count, seed)
         t1 = time.perf_counter()
         branch.fit_bank([train_tok[i] for i in idx], progress)
         bank_s = time.perf_counter() - t1
@@ -178,20 +168,100 @@ def evaluate(dataset: Path, out: Path, params: UnknownParams | None = None,
             "scores_max": s_max.round(5).tolist(),
         }
         rows.append(row)
-        overlay_sheet(test, maps, s_max, Path(out) / f"overlays_{row['refs_label']}.png")
+        if out is not None:
+            overlay_sheet(test, maps, s_max, Path(out) / f"overlays_{row['refs_label']}.png")
         del maps, pix_scores, pix_labels
+    return rows
+
+
+def _splits(dataset: Path, progress: bool) -> tuple[list[Sample], list[Sample]]:
+    train = [s for s in load_split(dataset, "train", progress) if not s.defective]
+    test = load_split(dataset, "test", progress)
+    labels = np.array([s.defective for s in test])
+    if len(train) == 0 or labels.all() or not labels.any():
+        raise ValueError(f"{dataset}: need defect-free train images and both kinds in test")
+    return train, test
+
+
+def _encode(branch: UnknownBranch, train: list[Sample], test: list[Sample], progress: bool
+            ) -> tuple[list[np.ndarray], list[np.ndarray], float]:
+    t0 = time.perf_counter()
+    train_tok = branch.tokens([s.image for s in train], progress, "train tokens")
+    test_grids = [branch.extractor.grid(s.image)
+                  for s in tqdm(test, "test tokens", disable=not progress)]
+    return train_tok, test_grids, 1000 * (time.perf_counter() - t0) / (len(train) + len(test))
+
+
+def evaluate(dataset: Path, out: Path, params: UnknownParams | None = None,
+             counts: tuple[int | None, ...] = (16, 64, None), seed: int = 0,
+             progress: bool = True) -> dict:
+    """Run the protocol; write JSON, Markdown and overlay sheets to `out`."""
+    params = params or UnknownParams()
+    branch = UnknownBranch(params)
+    train, test = _splits(dataset, progress)
+    train_tok, test_grids, encode_ms = _encode(branch, train, test, progress)
+    rows = _score_rows(branch, train_tok, test, test_grids, counts, seed, out, progress)
     result = {
         "dataset": str(dataset), "seed": seed, "params": json.loads(params.model_dump_json()),
-        "test_images": len(test), "test_defective": int(labels.sum()),
+        "test_images": len(test), "test_defective": int(sum(s.defective for s in test)),
         "train_defect_free": len(train), "encode_ms_per_image": encode_ms,
-        "test_files": [s.file for s in test], "test_labels": labels.astype(int).tolist(),
-        "rows": rows,
+        "test_files": [s.file for s in test],
+        "test_labels": [int(s.defective) for s in test], "rows": rows,
     }
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "unknown_eval.json").write_text(json.dumps(result, indent=1), encoding="utf-8")
     (out / "unknown_eval.md").write_text(markdown(result), encoding="utf-8")
     return result
+
+
+def evaluate_steps(dataset: Path, out: Path, steps: list[tuple[str, UnknownParams]],
+                   counts: tuple[int | None, ...] = (64, None), seed: int = 0,
+                   progress: bool = True) -> dict:
+    """The protocol for several parameter sets in one run, side by side (same images,
+    same reference draw, same machine); tokens are encoded once per feature setting.
+    Writes steps.json and steps.md to `out` and each step's overlays to `out/<step>/`."""
+    train, test = _splits(dataset, progress)
+    out = Path(out)
+    cache_key, cached = None, None
+    result: dict = {"dataset": str(dataset), "seed": seed, "test_images": len(test),
+                    "test_defective": int(sum(s.defective for s in test)),
+                    "train_defect_free": len(train), "steps": []}
+    for name, params in steps:
+        branch = UnknownBranch(params)
+        key = params.features.model_dump_json()
+        if key != cache_key:
+            cached = None  # one feature setting in memory at a time
+            cached = _encode(branch, train, test, progress)
+            cache_key = key
+        assert cached is not None
+        train_tok, test_grids, encode_ms = cached
+        rows = _score_rows(branch, train_tok, test, test_grids, counts, seed, out / name,
+                           progress)
+        for r in rows:
+            r.pop("scores_max")
+        result["steps"].append({"step": name, "params": json.loads(params.model_dump_json()),
+                                "encode_ms_per_image": encode_ms, "rows": rows})
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "steps.json").write_text(json.dumps(result, indent=1), encoding="utf-8")
+        (out / "steps.md").write_text(steps_markdown(result), encoding="utf-8")
+    return result
+
+
+def steps_markdown(result: dict) -> str:
+    """One table: a row per step and reference count."""
+    lines = [f"Unknown-defect branch on {Path(result['dataset']).name}, step by step: "
+             f"{result['test_images']} test images ({result['test_defective']} defective), "
+             f"references from {result['train_defect_free']} defect-free train images "
+             f"(seed {result['seed']}), one run.", "",
+             "| step | refs | image AUROC (map max) | pixel AUROC | AUPRO (FPR 0.3) | bank "
+             "tokens | encode ms/image | search ms/image |", "|---|---|---|---|---|---|---|---|"]
+    for st in result["steps"]:
+        for r in st["rows"]:
+            lines.append(f"| {st['step']} | {r['refs_label']} | {r['image_auroc_max']:.3f} | "
+                         f"{r['pixel_auroc']:.3f} | {r['aupro_0.3']:.3f} | {r['bank_tokens']} "
+                         f"| {st['encode_ms_per_image']:.1f} | {r['score_ms_per_image']:.1f} |")
+    return "\n".join(lines) + "\n"
 
 
 def markdown(result: dict) -> str:

@@ -18,7 +18,12 @@ from inspector.acquisition.synthetic_parts import frame_rng, good_part
 from inspector.inference.unknown.anomaly import border_classes, regions
 from inspector.inference.unknown.bank import NearestNeighbours, coverage_radius, greedy_coreset
 from inspector.inference.unknown.branch import UnknownBranch
-from inspector.inference.unknown.calibrate import folds, threshold_for_rate
+from inspector.inference.unknown.calibrate import (
+    folds,
+    parts_to_show,
+    rate_interval,
+    threshold_for_rate,
+)
 from inspector.inference.unknown.features import DEFAULT_ONNX, FeatureParams, TokenExtractor
 from inspector.inference.unknown.metrics import aupro, auroc
 from tests.helpers.files import REPO
@@ -120,6 +125,24 @@ def test_threshold_for_rate_empirical_and_tail():
         threshold_for_rate(s, 1.5)
     parts = folds(10, 4, seed=0)
     assert sorted(np.concatenate(parts).tolist()) == list(range(10)) and len(parts) == 4
+
+
+def test_false_alarm_interval_and_the_parts_a_target_needs():
+    # Clopper-Pearson: no alarm in n parts -> upper end 1 - (alpha/2)^(1/n)
+    assert rate_interval(0, 16) == (0.0, pytest.approx(1 - 0.025 ** (1 / 16)))
+    lo, hi = rate_interval(3, 200)
+    assert 0.003 < lo < 0.015 < hi < 0.05
+    assert rate_interval(5, 5)[1] == 1.0
+    # the rule of three: about 3.7 / target parts at 95 % two-sided
+    for target in (0.01, 0.005, 0.001):
+        n = parts_to_show(target)
+        assert rate_interval(0, n)[1] <= target < rate_interval(0, n - 1)[1]
+    few = threshold_for_rate(np.linspace(1, 2, 16), 0.01)
+    assert not few.enough_parts and "too few to show the target" in few.summary()
+    assert f"it takes {parts_to_show(0.01)}" in few.summary()
+    many = threshold_for_rate(np.random.default_rng(1).normal(size=800), 0.01)
+    assert many.enough_parts and "too few" not in many.summary()
+    assert "95 % interval" in many.summary()
 
 
 def test_calibration_hits_its_false_alarm_target_on_new_good_parts():
