@@ -10,6 +10,9 @@ are reported. Accuracy against the exact search: recall@1 (same nearest distance
 1e-4 relative) and the mean relative distance error. Memory: resident-set growth while
 building the index (bank vectors included). Also times the encoder and a whole
 `UnknownBranch.detect` on a 512 x 512 frame, and the greedy coreset. Prints Markdown.
+
+`--memory`: peak resident memory of one frame's tokens and search, per frame size, the
+whole frame in one encoder pass against tiles (`features.tile`), each in a fresh process.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -59,13 +63,60 @@ class SklearnNN:
         return self.nn.kneighbors(q, return_distance=True)[0][:, 0].astype(np.float32)
 
 
+_MEMORY_CHILD = """
+import resource, sys, time
+import numpy as np
+from inspector.acquisition.synthetic_parts import frame_rng, good_part
+from inspector.inference.unknown.bank import NearestNeighbours
+from inspector.inference.unknown.features import FeatureParams, TokenExtractor
+size, tile = int(sys.argv[1]), (None if sys.argv[2] == "none" else int(sys.argv[2]))
+frame = good_part(frame_rng(7, 0), size, size)
+ex = TokenExtractor(FeatureParams(tile=tile))
+bank = np.random.default_rng(0).normal(size=(20_000, 152)).astype(np.float32)
+nn = NearestNeighbours(bank, "faiss")
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+ms = []
+for _ in range(3):
+    t0 = time.perf_counter()
+    g = ex.grid(frame)
+    nn.search(g.reshape(-1, g.shape[-1]))
+    ms.append(1000 * (time.perf_counter() - t0))
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(base / 1024, peak / 1024, sorted(ms)[1])
+"""
+
+
+def memory_table(sizes: tuple[int, ...] = (512, 1024, 2048, 4096)) -> None:
+    """Peak RSS per frame size, whole frame vs tiles, each in a fresh process."""
+    repo = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(repo)}
+    print("\n| frame | encoder | peak RSS MiB | of it, for the frame | tokens + search ms |")
+    print("|---|---|---|---|---|")
+    for size in sizes:
+        for tile in ("none", "768"):
+            out = subprocess.run([sys.executable, "-c", _MEMORY_CHILD, str(size), tile],
+                                 capture_output=True, text=True, env=env, timeout=900)
+            if out.returncode != 0:
+                print(f"| {size} | {tile} | failed: {out.stderr.strip()[-200:]} | | |")
+                continue
+            base, peak, ms = (float(v) for v in out.stdout.split())
+            what = "whole frame" if tile == "none" else f"tiles of {tile} px"
+            print(f"| {size} x {size} | {what} | {peak:.0f} | {peak - base:.0f} | {ms:.0f} |",
+                  flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--memory", action="store_true",
+                    help="only the peak-memory table (whole frame vs tiles)")
     ap.add_argument("--bank", type=int, default=100_000)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--coreset-from", type=int, default=40_000,
                     help="tokens for the coreset timing (picks 10 %%)")
     args = ap.parse_args(argv)
+    if args.memory:
+        memory_table()
+        return 0
 
     ex = TokenExtractor()
     frame = good_part(frame_rng(SEED + 1, 0), 512, 512)

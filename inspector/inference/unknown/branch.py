@@ -28,7 +28,7 @@ from inspector.inference.unknown.calibrate import Calibration, folds, threshold_
 from inspector.inference.unknown.features import FeatureParams, TokenExtractor
 
 log = logging.getLogger(__name__)
-VERSION = "unknown/2"  # bump when enrolment changes: invalidates recipe caches
+VERSION = "unknown/3"  # bump when enrolment changes: invalidates recipe caches
 
 
 class UnknownParams(StrictModel):

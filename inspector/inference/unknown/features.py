@@ -30,7 +30,7 @@ from typing import Annotated, Literal
 
 import cv2
 import numpy as np
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from inspector.core.assets import model_path
 from inspector.core.strict import StrictModel
@@ -51,6 +51,19 @@ class FeatureParams(StrictModel):
     normalize: bool = False  # standardise each frame's grey levels (mean, spread) first
     spectra: bool = False  # append radial FFT profiles of 32 x 32 patches
     spectra_weight: Annotated[float, Field(gt=0)] = 4.0  # their scale against CNN channels
+    # frames larger than this (px, after padding) are encoded in tiles of this size, each
+    # with `tile_context` px of the frame around it: the encoder's working memory then
+    # depends on the tile, not on the frame (None: the whole frame in one pass)
+    tile: Annotated[int, Field(ge=128, le=4096, multiple_of=16)] | None = 768
+    tile_context: Annotated[int, Field(ge=16, le=256, multiple_of=16)] = 64
+
+    @model_validator(mode="after")
+    def _tile_has_a_core(self) -> FeatureParams:
+        if self.tile is not None and self.tile - 2 * self.tile_context < 64:
+            raise ValueError(f"tile {self.tile} leaves no core inside 2 x tile_context "
+                             f"{self.tile_context}: make tile at least "
+                             f"{2 * self.tile_context + 64}")
+        return self
 
     @property
     def dim(self) -> int:
@@ -147,7 +160,7 @@ class TokenExtractor:
         m = p.pad  # mirrored margin: border tokens see content, not the CNN's zero padding
         ph, pw = m + (-(H + 2 * m) % 16), m + (-(W + 2 * m) % 16)
         padded = cv2.copyMakeBorder(img, m, ph, m, pw, cv2.BORDER_REFLECT_101)
-        f8, f16 = self.encoder(np.ascontiguousarray(padded[None, None]))
+        f8, f16 = self._encode(padded)
         h8, w8 = f8.shape[2:]
         t0 = m // STRIDE
         h, w = -(-H // STRIDE), -(-W // STRIDE)  # tokens of the frame, not of the padding
@@ -165,6 +178,35 @@ class TokenExtractor:
         if p.spectra:
             tok = np.concatenate([tok, p.spectra_weight * spectra_grid(img, tok.shape[:2])], 2)
         return np.ascontiguousarray(tok, dtype=np.float32)
+
+
+    def _encode(self, padded: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Encoder outputs of a frame padded to multiples of 16, whole or tile by tile.
+
+        A tile's outputs are kept only for its core; its context (mirrored at the frame's
+        edge) is what the core's receptive field sees beyond it. Differences to the whole
+        frame come from context beyond `tile_context` px: a median 1.2 % on 1024 px frames
+        with the default tiles (tests/unit/inference/test_unknown.py checks smaller ones)."""
+        p = self.params
+        hp, wp = padded.shape
+        if p.tile is None or max(hp, wp) <= p.tile:
+            return self.encoder(np.ascontiguousarray(padded[None, None]))
+        c, t = p.tile_context, p.tile - 2 * p.tile_context
+        big = cv2.copyMakeBorder(padded, c, c, c, c, cv2.BORDER_REFLECT_101)
+        f8 = f16 = None
+        for y0 in range(0, hp, t):
+            for x0 in range(0, wp, t):
+                y1, x1 = min(y0 + t, hp), min(x0 + t, wp)
+                a8, a16 = self.encoder(np.ascontiguousarray(
+                    big[None, None, y0:y1 + 2 * c, x0:x1 + 2 * c]))
+                if f8 is None or f16 is None:
+                    f8 = np.empty((1, a8.shape[1], hp // 8, wp // 8), np.float32)
+                    f16 = np.empty((1, a16.shape[1], hp // 16, wp // 16), np.float32)
+                for dst, src, k in ((f8, a8, 8), (f16, a16, 16)):
+                    dst[0, :, y0 // k:y1 // k, x0 // k:x1 // k] = \
+                        src[0, :, c // k:c // k + (y1 - y0) // k, c // k:c // k + (x1 - x0) // k]
+        assert f8 is not None and f16 is not None
+        return f8, f16
 
 
 def spectra_grid(img: np.ndarray, shape: tuple[int, int]) -> np.ndarray:

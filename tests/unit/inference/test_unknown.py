@@ -198,6 +198,26 @@ def test_tokens_cover_any_frame_size():
     assert half.shape[:2] == (8, 16)
 
 
+def test_large_frames_are_encoded_in_tiles_with_the_same_tokens():
+    """Tiles keep the encoder's working memory flat (scripts/bench_unknown.py --memory);
+    inside the frame their tokens match one whole-frame pass to a few percent (the
+    receptive field reaches past a tile's 64 px of context); at the frame's
+    edge tiles see mirrored frame instead of the network's zero padding."""
+    frame = good_part(frame_rng(35, 0), 640, 704)
+    whole = TokenExtractor(FeatureParams(tile=None)).grid(frame)
+    tiled = TokenExtractor(FeatureParams(tile=384, tile_context=64)).grid(frame)  # 9 tiles
+    assert tiled.shape == whole.shape
+    rel = np.linalg.norm(tiled - whole, axis=2) / np.linalg.norm(whole, axis=2)
+    inner = rel[8:-8, 8:-8]
+    assert np.median(inner) < 0.04 and np.percentile(inner, 99) < 0.2, (
+        np.median(inner), np.percentile(inner, 99))
+    small = good_part(frame_rng(35, 1), 200, 200)  # under the tile size: one pass, unchanged
+    np.testing.assert_array_equal(TokenExtractor(FeatureParams(tile=256)).grid(small),
+                                  TokenExtractor(FeatureParams(tile=None)).grid(small))
+    with pytest.raises(ValueError, match="no core"):
+        FeatureParams(tile=176, tile_context=64)
+
+
 @pytest.mark.slow  # ~12 s: loads torch and the backbone
 def test_onnx_encoder_matches_the_torch_backbone():
     torch = pytest.importorskip("torch")
