@@ -6,6 +6,8 @@ unknown-defect evaluation of issue 8 ("eval --mode unknown") is its own verb:
     inspector eval-unknown --data ../shared/data/magtile --out out/eval-unknown
 
 Prints the Markdown table; writes unknown_eval.json, unknown_eval.md and overlay sheets.
+With `--compare`, the parameters of before issue 21 and today's defaults (or `--params`)
+run side by side in one run, and the table has a row per step (steps.md, steps.json).
 """
 
 from __future__ import annotations
@@ -48,6 +50,17 @@ def cmd_eval_unknown(args: argparse.Namespace) -> int:
     except (json.JSONDecodeError, ValidationError) as exc:
         print(f"--params: {exc}", file=sys.stderr)
         return 2
+    if args.compare:
+        from inspector.inference.unknown.evaluate import (
+            BEFORE_ISSUE_21,
+            evaluate_steps,
+            steps_markdown,
+        )
+
+        steps = [("before", UnknownParams.model_validate(BEFORE_ISSUE_21)), ("now", params)]
+        print(steps_markdown(evaluate_steps(data, Path(args.out), steps, args.refs,
+                                            args.seed, progress=True)))
+        return 0
     result = evaluate(data, Path(args.out), params, args.refs, args.seed, progress=True)
     print(markdown(result))
     return 0
@@ -66,4 +79,7 @@ def register(sub) -> None:
     e.add_argument("--params", default=None,
                    help="unknown-branch params as JSON (recipe unknown.params), e.g. "
                         "'{\"coreset_ratio\": 0.05}'")
+    e.add_argument("--compare", action="store_true",
+                   help="run the parameters of before issue 21 and today's (or --params) "
+                        "side by side in one run")
     e.set_defaults(func=cmd_eval_unknown)

@@ -42,6 +42,8 @@ class UnknownParams(StrictModel):
     proj_dim: Annotated[int, Field(ge=8, le=512)] = 32  # k-center pass cost is linear in it
     search: Backend = "auto"  # see bank.NearestNeighbours; auto: GPU, else fastest installed
     nprobe: Annotated[int, Field(ge=1)] = 4  # faiss-ivf lists visited per query
+    hnsw_m: Annotated[int, Field(ge=4, le=128)] = 32  # faiss-hnsw links per node
+    ef_search: Annotated[int, Field(ge=1, le=1024)] = 16  # faiss-hnsw candidates per query
     pca_dim: Annotated[int, Field(ge=4)] | None = None  # faiss: search a PCA projection
     blur_sigma: Annotated[float, Field(ge=0)] = 4.0  # pixels of the encoded frame
     folds: Annotated[int, Field(ge=2, le=20)] = 4
@@ -146,7 +148,8 @@ class UnknownBranch:
 
     def _index(self, bank: np.ndarray) -> NearestNeighbours:
         p = self.params
-        return NearestNeighbours(bank, p.search, nprobe=p.nprobe, pca_dim=p.pca_dim)
+        return NearestNeighbours(bank, p.search, nprobe=p.nprobe, pca_dim=p.pca_dim,
+                                 hnsw_m=p.hnsw_m, ef_search=p.ef_search)
 
     def fit_bank(self, per_image: list[np.ndarray], progress: bool = False) -> None:
         """Bank from tokens of good parts, without a threshold (evaluation by ranking)."""

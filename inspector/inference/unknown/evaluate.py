@@ -26,6 +26,8 @@ from inspector.inference.unknown.branch import UnknownBranch, UnknownParams
 from inspector.inference.unknown.metrics import aupro, auroc
 
 TOPK = 10  # tokens averaged for the top-k image score
+# the unknown branch's defaults before issue 21, for `eval-unknown --compare`
+BEFORE_ISSUE_21 = {"search": "faiss-ivf", "nprobe": 4, "features": {"tile": None}}
 
 
 @dataclass

@@ -87,6 +87,16 @@ def test_search_backends_agree_with_brute_force():
     approx = NearestNeighbours(bank, "faiss-ivf", nprobe=8).search(q)
     assert (approx >= ref - 1e-3).all()  # never closer than the true neighbour
     assert np.mean(np.abs(approx - ref) < 1e-3) > 0.5
+    hnsw = NearestNeighbours(bank, "faiss-hnsw").search(q)
+    assert (hnsw >= ref - 1e-3).all() and np.mean(np.abs(hnsw - ref) < 1e-3) > 0.5
+    # built on one thread: the same bank gives the same graph, so the same distances
+    np.testing.assert_array_equal(hnsw, NearestNeighbours(bank, "faiss-hnsw").search(q))
+    from inspector.inference.spectral import cuda_available
+
+    if not cuda_available():  # auto: exact below 4096 tokens, HNSW from there
+        assert NearestNeighbours(bank).backend == "faiss"
+        assert NearestNeighbours(rng.normal(size=(5000, 8)).astype(np.float32)).backend \
+            == "faiss-hnsw"
     with pytest.raises(ValueError, match="queries must be"):
         NearestNeighbours(bank, "numpy").search(q[:, :10])
     with pytest.raises(ValueError, match="backend must be"):
