@@ -13,6 +13,10 @@ building the index (bank vectors included). Also times the encoder and a whole
 
 `--memory`: peak resident memory of one frame's tokens and search, per frame size, the
 whole frame in one encoder pass against tiles (`features.tile`), each in a fresh process.
+
+`--false-alarms N`: the demo recipe (enrolled as the service enrols it) judges N new
+seeded good parts; prints the share rejected, and rejected for an unknown defect, with
+their 95 % intervals (Clopper-Pearson).
 """
 
 from __future__ import annotations
@@ -105,8 +109,40 @@ def memory_table(sizes: tuple[int, ...] = (512, 1024, 2048, 4096)) -> None:
                   flush=True)
 
 
+def false_alarms(n: int, seed: int = 9090) -> None:
+    """Verdicts of the demo recipe on `n` new good parts, as the service decides them."""
+    from tqdm import tqdm
+
+    from inspector.core.assets import demo_recipe
+    from inspector.decision.verdict import decide
+    from inspector.inference.unknown.calibrate import rate_interval
+    from inspector.recipes.cache import detector_for, enroll_cached
+    from inspector.recipes.recipe import load_recipe
+
+    recipe = load_recipe(demo_recipe())
+    detector = detector_for(recipe)
+    enroll_cached(recipe, detector, progress=True)
+    ng = unknown = 0
+    t0 = time.perf_counter()
+    for i in tqdm(range(n), "good parts"):
+        img = good_part(frame_rng(seed, i), 512, 512)
+        verdict = decide(detector.detect(img), recipe, recipe.mm_per_px)
+        if not verdict.ok:
+            ng += 1
+            unknown += any(r.startswith("unknown:") for r in verdict.reasons)
+    ms = 1000 * (time.perf_counter() - t0) / n
+    print(f"\nDemo recipe `{recipe.id}` rev {recipe.rev}, {n} new good parts (seed {seed}, "
+          f"512 x 512), {ms:.0f} ms per part:\n")
+    print("| rejected | parts | rate | 95 % interval |\n|---|---:|---:|---|")
+    for what, k in (("any reason", ng), ("an unknown defect", unknown)):
+        lo, hi = rate_interval(k, n)
+        print(f"| {what} | {k} | {100 * k / n:.2f} % | {100 * lo:.2f}-{100 * hi:.2f} % |")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--false-alarms", type=int, default=None, metavar="N",
+                    help="only the demo recipe's false-alarm rate on N new good parts")
     ap.add_argument("--memory", action="store_true",
                     help="only the peak-memory table (whole frame vs tiles)")
     ap.add_argument("--bank", type=int, default=100_000)
@@ -116,6 +152,9 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.memory:
         memory_table()
+        return 0
+    if args.false_alarms:
+        false_alarms(args.false_alarms)
         return 0
 
     ex = TokenExtractor()
