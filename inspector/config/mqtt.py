@@ -73,7 +73,7 @@ class ThumbnailConfig(StrictModel):
 
     enabled: bool = False
     max_side: Annotated[int, Field(ge=32, le=1024)] = 320  # px, the longer side
-    max_bytes: Annotated[int, Field(ge=2048, le=262_144)] = 32_768  # quality, then size, give
+    max_bytes: Annotated[int, Field(ge=2048, le=262_144)] = 32_768  # quality drops, then size
     quality: Annotated[int, Field(ge=30, le=95)] = 75
     only_ng: bool = False  # only rejected parts
 

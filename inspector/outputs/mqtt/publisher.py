@@ -53,7 +53,6 @@ _paho_log = logging.getLogger("inspector.outputs.mqtt.paho")
 _paho_log.addFilter(_PahoNoise())
 
 AckListener = Callable[[str, str, float], None]  # (kind "plc"|"result", event_id, t_puback)
-# what a paho message id stands for: ("plc"|"result", row id), ("ctl", -1) or ("barrier", -1)
 MessageHandler = Callable[[mqtt.MQTTMessage], None]  # must not block: runs in paho's thread
 
 _STABLE_S = 10.0  # a connection that lasted this long resets the backoff
@@ -79,7 +78,8 @@ class _Conn:
     fail_count: int = 0  # TCP/TLS connect failures (paho retries them itself)
     receive_max: int | None = None
     connected_at: float = 0.0
-    mids: dict[int, tuple[str, int]] = field(default_factory=dict)  # mid -> (kind, row id)
+    mids: dict[int, tuple[str, int]] = field(default_factory=dict)  # mid -> (kind, row id):
+    # kind "plc" or "result" with its row, "ctl" or "barrier" with -1
     barriers: dict[int, list[int]] = field(default_factory=dict)  # barrier mid -> row ids
     unconfirmed: list[int] = field(default_factory=list)  # rows sent before the next barrier
     ctl_acked: set[int] = field(default_factory=set)
