@@ -14,7 +14,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from typing import Annotated
+from dataclasses import replace
+from typing import Annotated, Literal
 
 import numpy as np
 from pydantic import Field
@@ -22,7 +23,7 @@ from tqdm import tqdm
 
 from inspector.core.strict import StrictModel
 from inspector.inference.detectors.base import Detection
-from inspector.inference.unknown.anomaly import anomaly_map, border_classes, regions
+from inspector.inference.unknown.anomaly import anomaly_map, border_classes, regions, to_score
 from inspector.inference.unknown.bank import Backend, NearestNeighbours, greedy_coreset
 from inspector.inference.unknown.calibrate import Calibration, folds, threshold_for_rate
 from inspector.inference.unknown.features import FeatureParams, TokenExtractor
@@ -53,6 +54,11 @@ class UnknownParams(StrictModel):
     min_normals: Annotated[int, Field(ge=2)] = 3
     border_norm: bool = True  # rescale corner / edge tokens to the interior (held-out)
     border_quantile: Annotated[float, Field(gt=0.5, lt=1)] = 0.95
+    # what a part is judged by: the anomaly map's maximum, or the mean of its `topk` most
+    # distant tokens (better image AUROC on MagTile, BSData and CPLID, BENCHMARKS.md; it
+    # can dilute a defect only a few tokens wide in a large frame, so it is opt-in)
+    image_score: Literal["map_max", "topk_mean"] = "map_max"
+    topk: Annotated[int, Field(ge=1, le=10_000)] = 10
     seed: int = 0
 
 
@@ -122,8 +128,8 @@ class UnknownBranch:
             for i in tqdm(held, f"calibrate fold {k + 1}", disable=not progress):
                 dists[i] = nn.search(toks[i]).reshape(self._grid_shape(normals[i]))
         scale = self._border_scale(dists) if p.border_norm else np.ones(3, np.float32)
-        scores = np.array([self._to_map(d, im, scale).max() for d, im in zip(dists, normals,
-                                                                             strict=True)])
+        scores = np.array([self._part_score(self._scaled(d, scale), im)[0]
+                           for d, im in zip(dists, normals, strict=True)])
         cal = threshold_for_rate(scores, self.target_rate)
         bank = self.build_bank(reduced, progress, total=sum(len(t) for t in toks))
         self.set_enrolment(bank, cal, scale)
@@ -169,20 +175,30 @@ class UnknownBranch:
                              else np.asarray(border_scale, np.float32))
 
     # --- detection -------------------------------------------------------------------
-    def _map(self, image: np.ndarray, tokens: np.ndarray | None, nn: NearestNeighbours
-             ) -> np.ndarray:
-        if tokens is None:
-            g = self.extractor.grid(image)
-            shape, tokens = g.shape[:2], g.reshape(-1, g.shape[-1])
-        else:
-            shape = self._grid_shape(image)
-        return self._to_map(nn.search(tokens).reshape(shape), image, self.border_scale)
+    def _dist(self, image: np.ndarray) -> np.ndarray:
+        """Border-scaled distance of each token of `image` to the bank, (h, w)."""
+        if self.nn is None:
+            raise RuntimeError("unknown-defect branch used before enroll()")
+        g = self.extractor.grid(image)
+        return self._scaled(self.nn.search(g.reshape(-1, g.shape[-1])).reshape(g.shape[:2]),
+                            self.border_scale)
 
-    def _to_map(self, dist: np.ndarray, image: np.ndarray, scale: np.ndarray) -> np.ndarray:
-        if not np.all(scale == 1.0):
-            dist = dist * scale[border_classes(*dist.shape)]
+    @staticmethod
+    def _scaled(dist: np.ndarray, scale: np.ndarray) -> np.ndarray:
+        return dist if np.all(scale == 1.0) else dist * scale[border_classes(*dist.shape)]
+
+    def _to_map(self, dist: np.ndarray, image: np.ndarray) -> np.ndarray:
         return anomaly_map(dist, image.shape, self.extractor.scale(image.shape),
                            self.params.blur_sigma)
+
+    def _part_score(self, dist: np.ndarray, image: np.ndarray) -> tuple[float, np.ndarray]:
+        """The part's score (what the threshold is calibrated on) and its anomaly map."""
+        amap = self._to_map(dist, image)
+        if self.params.image_score == "map_max":
+            return float(amap.max()), amap
+        flat = dist.ravel()
+        k = min(self.params.topk, flat.size)
+        return float(np.partition(flat, flat.size - k)[-k:].mean()), amap
 
     def _grid_shape(self, image: np.ndarray) -> tuple[int, int]:
         f = self.extractor.scale(image.shape)
@@ -191,14 +207,21 @@ class UnknownBranch:
 
     def anomaly_map(self, image: np.ndarray) -> np.ndarray:
         """Distance to the nearest good token, per pixel of `image` (raw units)."""
-        if self.nn is None:
-            raise RuntimeError("unknown-defect branch used before enroll()")
-        return self._map(image, None, self.nn)
+        return self._to_map(self._dist(image), image)
 
     def detect(self, image: np.ndarray) -> list[Detection]:
         p = self.params
-        return regions(self.anomaly_map(image), self.threshold, self.at_threshold,
-                       p.low_ratio, p.min_area_px, p.max_regions)
+        score, amap = self._part_score(self._dist(image), image)
+        if p.image_score == "map_max":
+            return regions(amap, self.threshold, self.at_threshold, p.low_ratio,
+                           p.min_area_px, p.max_regions)
+        if score < self.threshold:
+            return []
+        # the part is anomalous; where: the region around the map's peak, at the same
+        # relative level as the hysteresis of map_max, scored by the part's score
+        found = regions(amap, float(amap.max()), self.at_threshold, p.low_ratio, 1, 1)
+        part = float(to_score(score, self.threshold, self.at_threshold))
+        return [replace(d, score=part) for d in found]
 
     # --- state -----------------------------------------------------------------------
     def state(self) -> dict[str, np.ndarray]:

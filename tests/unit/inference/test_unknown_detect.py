@@ -240,3 +240,23 @@ def test_bad_unknown_params_name_the_field(tmp_path):
     rule = good.unknown.model_copy(update={"params": {"coreset_ratio": 2.0}})
     with pytest.raises(ValueError, match=r"unknown\.params\.coreset_ratio"):
         build_detector(good.detector, rule)
+
+
+def test_top_k_image_score_judges_the_part_and_points_at_the_peak(recipe_dir):
+    """`image_score: topk_mean` (opt-in): the threshold is calibrated on the mean of the
+    k most distant tokens, a part beyond it gets one region at the map's peak scored by
+    the part, good parts stay quiet."""
+    recipe = load_recipe(recipe_dir)
+    branch = UnknownBranch({"image_score": "topk_mean", "topk": 5}, target_rate=0.01,
+                           at_threshold=0.6)
+    cal = branch.enroll(load_normals(recipe))
+    assert cal.threshold > 0 and branch.params.image_score == "topk_mean"
+    for i in range(3):
+        rng = frame_rng(502, i)
+        img, truth = mesh_imprint(good_part(rng, SIZE, SIZE), rng)
+        (hit,) = branch.detect(img)
+        assert hit.unknown and hit.score >= 0.6
+        x, y, w, h = (int(v) for v in hit.bbox)
+        assert truth[y:y + h, x:x + w][hit.mask].any()
+    alarms = [branch.detect(good_part(frame_rng(503, i), SIZE, SIZE)) for i in range(20)]
+    assert sum(bool(a) for a in alarms) <= 1
