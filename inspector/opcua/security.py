@@ -47,7 +47,7 @@ def application_uri(cfg: StationConfig) -> str:
 
 def thumbprint(cert: x509.Certificate) -> str:
     """SHA-1 of the DER certificate, as UaExpert and PLC engineering tools show it."""
-    return cert.fingerprint(hashes.SHA1()).hex()  # noqa: S303 - an identifier, not security
+    return cert.fingerprint(hashes.SHA1()).hex()  # an identifier here, not a protection
 
 
 class Certificates:

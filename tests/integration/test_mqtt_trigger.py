@@ -96,11 +96,16 @@ def test_trigger_handshake_carries_the_plc_part_id(line: Line) -> None:
     assert line.col.errors == []
 
 
-def test_a_trigger_while_busy_gets_an_error_ack_not_a_silent_drop(line: Line) -> None:
+def _trigger_cam1(line: Line, rid: str, part_id: str) -> None:
+    """Once READY, trigger the slow camera and see the trigger accepted."""
     assert wait_until(lambda: (_ready(line) or {}).get("state") == "READY", 10)
     publish_raw(line.broker, TOPICS.cmd_trigger,
-                dumps({"request_id": "slow", "camera": "cam1", "part_id": "P-1"}))
-    assert _ack(line, TOPICS.cmd_trigger_ack, "slow")["ok"] is True
+                dumps({"request_id": rid, "camera": "cam1", "part_id": part_id}))
+    assert _ack(line, TOPICS.cmd_trigger_ack, rid)["ok"] is True
+
+
+def test_a_trigger_while_busy_gets_an_error_ack_not_a_silent_drop(line: Line) -> None:
+    _trigger_cam1(line, "slow", "P-1")
     publish_raw(line.broker, TOPICS.cmd_trigger, dumps({"request_id": "eager"}))
     refused = _ack(line, TOPICS.cmd_trigger_ack, "eager")
     assert refused["ok"] is False and refused["error"].startswith("busy:")
@@ -132,10 +137,7 @@ def test_malformed_triggers_get_error_acks(line: Line) -> None:
 
 
 def test_broker_restart_between_trigger_and_result(line: Line) -> None:
-    assert wait_until(lambda: (_ready(line) or {}).get("state") == "READY", 10)
-    publish_raw(line.broker, TOPICS.cmd_trigger,
-                dumps({"request_id": "r-1", "camera": "cam1", "part_id": "P-R"}))
-    assert _ack(line, TOPICS.cmd_trigger_ack, "r-1")["ok"] is True
+    _trigger_cam1(line, "r-1", "P-R")
     line.broker.stop()  # before cam1's next frame: the result is made while it is away
     assert wait_until(lambda: not line.service.mqtt.connected, 10)
     assert wait_until(lambda: line.service.trigger_desk.state()["state"] == "READY", 10)

@@ -82,7 +82,7 @@ class CommandChannel:
                 rid = _request_id(loads_limited(bytes(msg.payload), MAX_PAYLOAD))
             except Exception:
                 rid = None
-            self._ack(_error(rid, "busy: too many pending commands, try again"))
+            self._ack(error_ack(rid, "busy: too many pending commands, try again"))
 
     def close(self, timeout: float = 5.0) -> None:
         """Finish the command in progress (a recipe switch is not interrupted), then stop."""
@@ -113,7 +113,7 @@ class CommandChannel:
                 ack = self.handle(payload)
             except BaseException as exc:  # anything: answer, keep serving
                 log.exception("%s command crashed its handler", self.what)
-                ack = _error(None, f"internal error: {type(exc).__name__}")
+                ack = error_ack(None, f"internal error: {type(exc).__name__}")
             try:
                 self._ack(ack)
             except Exception:
@@ -129,23 +129,23 @@ class CommandChannel:
             doc = loads_limited(payload, MAX_PAYLOAD)
         except InputError as exc:
             log.warning("unusable %s command: %s", self.what, exc)
-            return _error(None, f"command rejected: {exc}")
+            return error_ack(None, f"command rejected: {exc}")
         rid = _request_id(doc)
         problem = schemas.first_error(self.schema, doc)
         if problem is not None:
             log.warning("invalid %s command %s: %s", self.what, rid, problem)
-            return _error(rid, f"invalid command: {problem}")
+            return error_ack(rid, f"invalid command: {problem}")
         assert isinstance(doc, dict)
         if self._handler is None:
-            return _error(rid, f"{self.what} commands are not available on this station")
+            return error_ack(rid, f"{self.what} commands are not available on this station")
         try:
             fields = self.run(rid, doc)
         except _EXPECTED as exc:
             log.warning("%s command %s rejected: %s", self.what, rid, _message(exc))
-            return _error(rid, _message(exc))
+            return error_ack(rid, _message(exc))
         except Exception as exc:
             log.exception("%s command %s failed", self.what, rid)
-            return _error(rid, _message(exc))
+            return error_ack(rid, _message(exc))
         return {"request_id": rid, "ok": True, **fields}
 
     def run(self, rid: str | None, doc: dict) -> dict:
@@ -212,5 +212,6 @@ def _message(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
-def _error(rid: str | None, message: str) -> dict:
+def error_ack(rid: str | None, message: str) -> dict:
+    """The `ok: false` ack of any command, its reason cut to one short line."""
     return {"request_id": rid, "ok": False, "error": short_error(message)}

@@ -29,9 +29,7 @@ _MIN_QUALITY = 30
 def encode(image: np.ndarray, result: Result, cfg: ThumbnailConfig) -> bytes | None:
     """The overlay, its longer side at most `max_side`, as a JPEG of at most `max_bytes`
     (quality first, then size, give way); None if even 32 px do not fit."""
-    img = draw(image, result)
-    if img.dtype != np.uint8:
-        img = (img >> 8).astype(np.uint8) if img.dtype == np.uint16 else img.astype(np.uint8)
+    img = draw(image, result)  # BGR uint8 whatever the frame's depth
     side = cfg.max_side
     while side >= 32:
         h, w = img.shape[:2]

@@ -34,6 +34,7 @@ from typing import Any
 from google.protobuf.message import DecodeError
 from paho.mqtt.client import MQTTMessage
 
+from inspector.outputs.mqtt.commands import MAX_PAYLOAD, error_ack
 from inspector.outputs.mqtt.outbox import Row
 from inspector.outputs.mqtt.sparkplug.metrics import (
     BD_SEQ,
@@ -54,7 +55,6 @@ from inspector.outputs.mqtt.wire import Msg
 log = logging.getLogger("inspector.outputs.mqtt.sparkplug")
 
 NAMESPACE = "spBv1.0"
-MAX_COMMAND = 64 * 1024
 _WIRE_ACK = "\0sparkplug-ack"  # an ack the wire writes itself (never a real topic)
 
 
@@ -177,9 +177,9 @@ class SparkplugWire:
                         msg.topic)
             return []
         try:
-            if len(msg.payload) > MAX_COMMAND:
+            if len(msg.payload) > MAX_PAYLOAD:
                 raise ValueError(f"payload of {len(msg.payload)} bytes is over "
-                                 f"{MAX_COMMAND}")
+                                 f"{MAX_PAYLOAD}")
             payload = Payload.FromString(bytes(msg.payload))
         except (DecodeError, ValueError) as exc:
             log.warning("undecodable Sparkplug command on %s: %s", msg.topic, exc)
@@ -231,8 +231,7 @@ class SparkplugWire:
         return out
 
     def _error(self, command: str, rid: str | None, error: str) -> Msg:
-        doc = {"command": command.removeprefix("Command/"), "request_id": rid, "ok": False,
-               "error": error}
+        doc = {"command": command.removeprefix("Command/"), **error_ack(rid, error)}
         return Msg(_WIRE_ACK, json.dumps(doc, separators=(",", ":")), qos=1)
 
     # -- payloads ------------------------------------------------------------------------
