@@ -33,6 +33,27 @@ def trained_on(model: Path) -> set[str]:
     return {src["name"] for src in manifest.get("data", {}).get("sources", [])}
 
 
+def ranking_table(rows: list, datasets: list[str]) -> None:
+    """Per cell: defects boxed by any detection, and whether scores rank true positives
+    above false positives (AUC, 0.50 = chance): says whether a low AP50 is boxes or scores."""
+    print("\nWhy the AP50 (mean over seeds): defects boxed at IoU 0.5 by a detection of any "
+          "class / chance that a true positive outscores a false positive of its class.\n")
+    print("| model | good parts | " + " | ".join(f"{ds} boxed | {ds} score AUC"
+                                                 for ds in datasets) + " |")
+    print("|---|---:|" + "---:|" * (2 * len(datasets)))
+    for name, normals, r in rows:
+        vals = []
+        for ds in datasets:
+            ranks = [s["ranking"] for s in (r[ds] or {}).get("per_seed", []) if "ranking" in s]
+            if not ranks:
+                vals += ["n/a", "n/a"]
+                continue
+            star = "*" if r[ds]["_open"] else ""
+            vals.append(f"{100 * sum(k['localised'] for k in ranks) / len(ranks):.0f} %{star}")
+            vals.append(f"{sum(k['score_auc'] for k in ranks) / len(ranks):.2f}{star}")
+        print(f"| {name} | {normals} | " + " | ".join(vals) + " |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", nargs="*", type=Path,
@@ -102,6 +123,7 @@ def main() -> None:
         enrol = max(d["enrol_s"]["max"] for d in done)
         print(f"| {name} | {normals} | " + " | ".join(vals) +
               f" | {enrol:.1f} | {first['latency_ms']['p50']:.1f} ms |")
+    ranking_table(rows, args.datasets)
     if any(r[ds] is None for _, _, r in rows for ds in args.datasets):
         print("\nn/a: not run (the dataset's train split has no defect-free image to draw "
               "good parts from: NEU-DET).")

@@ -11,6 +11,11 @@ AP says how much is lost, not why. For each test instance of class c (boxes, IoU
 
 The detections are the evaluation's (after NMS, min_score, max_detections), so the split
 explains the same run that AP50 scores.
+
+The split cannot show a model whose boxes land but whose scores do not rank: on a dataset
+without defect-free test images nothing is "below a clean false positive", yet AP50 is
+low when false positives outscore true ones. `ranking` measures that: how often a true
+positive outscores a false positive (0.5 is chance).
 """
 
 from __future__ import annotations
@@ -66,6 +71,40 @@ def error_split(gt: dict, dets: list[dict], iou: float = 0.5) -> dict[str, dict[
             k = "found"
         out[names[c]][k] += 1
     return out
+
+
+def ranking(gt: dict, dets: list[dict], iou: float = 0.5) -> dict[str, float | int]:
+    """How well scores rank: `score_auc`, the chance that a true-positive detection (its
+    class, IoU >= `iou` with a defect of that class) outscores a false positive (ties
+    count half; 0.5 = no better than chance), per-class pairs only (AP is per class);
+    `localised`, the share of defects any detection of any class boxes at `iou`."""
+    from scipy.stats import rankdata
+
+    gt_boxes: dict[tuple[int, int], list] = {}
+    for a in gt["annotations"]:
+        gt_boxes.setdefault((a["image_id"], a["category_id"]), []).append(a["bbox"])
+    by_class: dict[int, tuple[list[float], list[float]]] = {}
+    for d in dets:
+        g = gt_boxes.get((d["image_id"], d["category_id"]), [])
+        tp = bool(g) and float(iou_xywh(np.array([d["bbox"]]), np.array(g)).max()) >= iou
+        by_class.setdefault(d["category_id"], ([], []))[0 if tp else 1].append(float(d["score"]))
+    wins, pairs = 0.0, 0
+    for tps, fps in by_class.values():
+        if tps and fps:
+            r = rankdata(np.array(tps + fps))
+            wins += float(r[: len(tps)].sum()) - len(tps) * (len(tps) + 1) / 2
+            pairs += len(tps) * len(fps)
+    boxes_of: dict[int, list] = {}
+    for d in dets:
+        boxes_of.setdefault(d["image_id"], []).append(d["bbox"])
+    hit = 0
+    for a in gt["annotations"]:
+        b = boxes_of.get(a["image_id"])
+        hit += int(bool(b) and float(iou_xywh(np.array([a["bbox"]]), np.array(b)).max()) >= iou)
+    n_tp = sum(len(v[0]) for v in by_class.values())
+    return {"score_auc": round(wins / pairs, 4) if pairs else float("nan"),
+            "true_positives": n_tp, "false_positives": len(dets) - n_tp,
+            "localised": round(hit / max(len(gt["annotations"]), 1), 4)}
 
 
 def add_splits(splits: list[dict[str, dict[str, int]]]) -> dict[str, dict[str, int]]:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from inspector.evaluation.plotting import line_chart
 
 
@@ -49,6 +51,14 @@ def markdown(result: dict) -> str:
             n = max(sum(counts.values()), 1)
             lines.append(f"| {name} | " + " | ".join(
                 f"{counts[k]} ({100 * counts[k] / n:.0f} %)" for k in OUTCOMES) + " |")
+    ranks = [s["ranking"] for s in result["per_seed"] if s.get("ranking")]
+    if ranks:
+        auc = np.nanmean([r["score_auc"] for r in ranks])
+        loc = np.mean([r["localised"] for r in ranks])
+        lines += ["", f"Ranking (mean over seeds): a true positive outscores a false positive "
+                  f"of its class with probability {auc:.2f} (0.50 = chance); "
+                  f"{100 * loc:.0f} % of the defects are boxed at IoU 0.5 by some detection "
+                  "of any class."]
     if "enrol_s" in result:
         lines += ["", f"Enrolment (adapt: {result.get('adapt', 'off')}, "
                   f"{result.get('normals', 0)} good part(s)): mean "

@@ -25,7 +25,7 @@ import numpy as np
 from tqdm import tqdm
 
 from inspector.core.coco import decode_segmentation
-from inspector.evaluation.errors import add_splits, error_split
+from inspector.evaluation.errors import add_splits, error_split, ranking
 from inspector.evaluation.metrics import coco_ap50
 from inspector.evaluation.protocol import draw_prompts
 from inspector.evaluation.report import markdown, pr_plot
@@ -166,6 +166,7 @@ def run_eval(s: EvalSettings) -> str:
         segm = coco_ap50(test, dets_segm, "segm") if has_masks else None
         splits.append(error_split(test, dets_box))
         per_seed.append({"seed": seed, "enrol_s": round(enrol_s, 2),
+                         "ranking": ranking(test, dets_box),
                          "adapt": getattr(det, "adapt_record", None), "errors": splits[-1],
                          "box_ap50": box["ap50"], "box_per_class": box["per_class"],
                          "mask_ap50": segm["ap50"] if segm else None,

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from inspector.acquisition.synthetic_parts import frame_rng, render_part
-from inspector.evaluation.errors import OUTCOMES, add_splits, error_split
+from inspector.evaluation.errors import OUTCOMES, add_splits, error_split, ranking
 from inspector.inference.detectors.base import PromptExample
 from inspector.training.adapt import AdaptConfig, synthesize
 
@@ -42,6 +42,28 @@ def test_error_split_sorts_every_instance_into_one_outcome():
                             "never_localised": 1}
     total = add_splits([split, split])
     assert sum(total["crack"].values()) == 4 and set(total["pit"]) == set(OUTCOMES)
+
+
+def test_ranking_tells_ranked_scores_from_chance():
+    """True positives above every false positive: AUC 1; below: 0; interleaved: 0.5."""
+    tp = [{"image_id": 1, "category_id": 1, "bbox": [10, 10, 20, 20]},
+          {"image_id": 1, "category_id": 1, "bbox": [60, 60, 20, 20]}]
+    fp = [{"image_id": 3, "category_id": 1, "bbox": [0, 0, 10, 10]},
+          {"image_id": 1, "category_id": 2, "bbox": [10, 10, 20, 20]},  # right place, wrong class
+          {"image_id": 2, "category_id": 2, "bbox": [80, 80, 10, 10]}]
+
+    def scored(tp_scores, fp_scores):
+        return ([{**d, "score": s} for d, s in zip(tp, tp_scores, strict=True)]
+                + [{**d, "score": s} for d, s in zip(fp, fp_scores, strict=True)])
+
+    good = ranking(_gt(), scored([0.9, 0.8], [0.1, 0.2, 0.3]))
+    assert good["score_auc"] == 1.0 and good["true_positives"] == 2
+    assert good["false_positives"] == 3
+    assert ranking(_gt(), scored([0.1, 0.2], [0.9, 0.8, 0.7]))["score_auc"] == 0.0
+    # class 1: tp 0.9 and 0.2 against fp 0.5 -> one win of two; class 2 has no true positive
+    assert ranking(_gt(), scored([0.9, 0.2], [0.5, 0.99, 0.99]))["score_auc"] == 0.5
+    # defects 1 and 2 boxed (the wrong-class box counts), 3 and 4 not: half localised
+    assert good["localised"] == 0.5
 
 
 def _prompts(n_images: int = 3, size: int = 160) -> tuple[list[PromptExample], list]:
@@ -153,3 +175,4 @@ def test_eval_reports_enrolment_time_good_parts_and_error_split(tmp_path: Path,
     assert sum(sum(c.values()) for c in r["errors"].values()) == 2 * n_test
     assert r["normals"] == 2 and r["enrol_s"]["max"] >= r["enrol_s"]["mean"] > 0
     assert "never_localised" in md and "Enrolment" in md
+    assert "Ranking" in md and 0.0 <= r["per_seed"][0]["ranking"]["localised"] <= 1.0
