@@ -55,7 +55,9 @@ def cmd_train(args: argparse.Namespace) -> int:
                       source_weights={s: 0.0 for s in args.exclude})
     # one feature cache for all sources; excluded ones are never sampled
     cache = FeatureCache.load_or_build(all_sources, args.size, Path(args.cache))
-    net, record = train(cache, cfg, NetConfig(objectness=args.objectness))
+    net, record = train(cache, cfg, NetConfig(objectness=args.objectness,
+                                              head_input=args.head_input,
+                                              size_prior=args.size_prior))
     print(json.dumps(record, indent=1))
     save(net, out, record, cfg, data_summary(cache, sources))
     export(net, out, args.size)
@@ -132,6 +134,11 @@ def register(sub) -> None:
     t.add_argument("--threads", type=int, default=2)
     t.add_argument("--objectness", action="store_true",
                    help="learn a class-agnostic defect prior for query selection")
+    t.add_argument("--head-input", choices=["tokens", "similarity"], default="tokens",
+                   help="what the box/score/mask head sees: token features, or only "
+                        "cosine maps (prompt similarity, local and image contrast)")
+    t.add_argument("--size-prior", action="store_true",
+                   help="scale boxes from the size of each class's prompt examples")
     t.add_argument("--cache", default=str(DEFAULT_MODEL.parent / "cache"),
                    help="backbone feature cache folder (git-ignored)")
     t.set_defaults(func=cmd_train)

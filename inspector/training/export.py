@@ -3,8 +3,8 @@
 * `encoder.onnx`: image (B, 1, H, W) float [0, 1] -> tokens (B, D, H/8, W/8)
 * `prompt.onnx` (SSPE): tokens (P, D, h, w), weights (P, h, w), spectrum (P, R) ->
   embedding (P, D)
-* `head.onnx` (PQS): tokens (1, D, h, w), prototypes (C, D) -> boxes (C, K, 4),
-  scores (C, K), masks (C, K, 2h, 2w)
+* `head.onnx` (PQS): tokens (1, D, h, w), prototypes (C, D) [, sizes (C, 2) for a net
+  with `size_prior`] -> boxes (C, K, 4), scores (C, K), masks (C, K, 2h, 2w)
 
 H, W, P and C are dynamic axes (H, W multiples of 16). The same files serve ONNX Runtime
 and TensorRT. `onnx.checker` runs on each; `parity` compares torch and ONNX Runtime.
@@ -55,11 +55,14 @@ def export(net: PromptDetectorNet, out: Path, size: int = 320,
                      1: "h", 2: "w"}, "spectrum": {0: "prompts"}, "embedding": {0: "prompts"}})
         protos = torch.nn.functional.normalize(torch.randn(3, d), dim=1)
         if "head" in graphs:
-            _export(net.head, (tok[:1], protos), paths["head"], ["tokens", "prototypes"],
-                    ["boxes", "scores", "masks"],
-                    {"tokens": {2: "h", 3: "w"}, "prototypes": {0: "classes"},
-                     "boxes": {0: "classes"}, "scores": {0: "classes"},
-                     "masks": {0: "classes", 2: "mh", 3: "mw"}})
+            args, names = (tok[:1], protos), ["tokens", "prototypes"]
+            axes = {"tokens": {2: "h", 3: "w"}, "prototypes": {0: "classes"},
+                    "boxes": {0: "classes"}, "scores": {0: "classes"},
+                    "masks": {0: "classes", 2: "mh", 3: "mw"}}
+            if net.cfg.size_prior:
+                args, names = (*args, torch.full((3, 2), 3.0)), [*names, "sizes"]
+                axes["sizes"] = {0: "classes"}
+            _export(net.head, args, paths["head"], names, ["boxes", "scores", "masks"], axes)
     return paths
 
 
@@ -79,6 +82,7 @@ def parity(net: PromptDetectorNet, folder: Path, images: list[np.ndarray],
         worst[name] = max(worst.get(name, 0.0), float(np.abs(a.numpy() - b).max()))
 
     g = torch.Generator().manual_seed(0)
+    rng = np.random.default_rng(0)
     net = net.eval()
     with torch.no_grad():
         for im in images:
@@ -96,8 +100,11 @@ def parity(net: PromptDetectorNet, folder: Path, images: list[np.ndarray],
                 "tokens": np.repeat(tok_o, n_classes, 0), "weights": wts.numpy(),
                 "spectrum": spec.numpy()})[0]
             note("embedding", emb, emb_o)
-            outs = net.head(tok, emb)
-            outs_o = sess["head"].run(None, {"tokens": tok.numpy(), "prototypes": emb.numpy()})
+            feed = {"tokens": tok.numpy(), "prototypes": emb.numpy()}
+            if net.cfg.size_prior:
+                feed["sizes"] = np.log(rng.uniform(4, 200, (n_classes, 2))).astype(np.float32)
+            outs = net.head(*(torch.from_numpy(v) for v in feed.values()))
+            outs_o = sess["head"].run(None, feed)
             for name, a, b in zip(("boxes", "scores", "masks"), outs, outs_o, strict=True):
                 note(name, a, b)
     return worst

@@ -20,6 +20,7 @@ Kept small (D=64) so that the heads train on CPU on cached backbone features.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import torch
@@ -45,6 +46,16 @@ class NetConfig:
     # so query selection still finds defects where prototype matching alone transfers
     # badly (open set). Off in models trained before it (their manifests lack the key).
     objectness: bool = False
+    # what the conditioned head sees: "tokens" (the token features gated by the
+    # prototype; learns the training domains' look) or "similarity" (only cosine maps:
+    # prompt similarity and the token's contrast to its neighbourhood and its image, so
+    # the box, score and mask heads learn the shape of a match, not a texture)
+    head_input: str = "tokens"
+    # boxes scale from the class's prompt box size (the head graph's third input,
+    # `sizes`: log width and height of the examples) instead of a fixed box_scale: an
+    # unseen product's defects are about as big as the operator's examples, whereas a
+    # size learned on the training domains does not carry over
+    size_prior: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -117,38 +128,64 @@ class QueryHead(nn.Module):
         super().__init__()
         d, hd = cfg.dim, cfg.head_dim
         self.cfg = cfg
+        if cfg.head_input not in ("tokens", "similarity"):
+            raise ValueError(f"net_config.head_input: 'tokens' or 'similarity', "
+                             f"got {cfg.head_input!r}")
+        self.similar = cfg.head_input == "similarity"
         self.rel_proj = nn.Conv2d(d, d, 1)
         self.rel_scale = nn.Parameter(torch.tensor(10.0))
         self.rel_bias = nn.Parameter(torch.tensor(-5.0))
-        self.tok_in = nn.Conv2d(d, hd, 1)
-        self.proto_in = nn.Linear(d, hd)
-        self.proto_gate = nn.Linear(d, hd)
-        self.cond = nn.Sequential(
-            nn.Conv2d(hd + 1, hd, 3, padding=1), nn.ReLU(),
-            nn.Conv2d(hd, hd, 3, padding=2, dilation=2), nn.ReLU(),
-        )
+        if self.similar:
+            # cosine maps only; wide dilations so a blob's extent is visible to the box head
+            self.cond = nn.Sequential(
+                nn.Conv2d(SIM_CHANNELS, hd, 3, padding=1), nn.ReLU(),
+                nn.Conv2d(hd, hd, 3, padding=2, dilation=2), nn.ReLU(),
+                nn.Conv2d(hd, hd, 3, padding=4, dilation=4), nn.ReLU(),
+                nn.Conv2d(hd, hd, 3, padding=8, dilation=8), nn.ReLU(),
+            )
+            self.rel_refine = nn.Conv2d(hd, 1, 1)  # learned correction of the relevance
+            nn.init.zeros_(self.rel_refine.weight)
+            nn.init.zeros_(self.rel_refine.bias)
+            mask_in = hd + SIM_CHANNELS
+        else:
+            self.tok_in = nn.Conv2d(d, hd, 1)
+            self.proto_in = nn.Linear(d, hd)
+            self.proto_gate = nn.Linear(d, hd)
+            self.cond = nn.Sequential(
+                nn.Conv2d(hd + 1, hd, 3, padding=1), nn.ReLU(),
+                nn.Conv2d(hd, hd, 3, padding=2, dilation=2), nn.ReLU(),
+            )
+            mask_in = hd + d
         self.score = nn.Linear(hd, 1)
         self.box = nn.Linear(hd, 4)
         self.kernel = nn.Linear(hd, cfg.mask_dim)
-        self.mask_feat = nn.Sequential(nn.Conv2d(hd + d, 32, 1), nn.ReLU(),
+        self.mask_feat = nn.Sequential(nn.Conv2d(mask_in, 32, 1), nn.ReLU(),
                                        nn.Conv2d(32, cfg.mask_dim, 3, padding=1))
         self.mask_bias = nn.Parameter(torch.tensor(0.0))
         nn.init.constant_(self.score.bias, -4.6)  # prior 0.01: most tokens are background
         if cfg.objectness:
-            self.obj = nn.Sequential(nn.Conv2d(d, 32, 3, padding=1), nn.ReLU(),
+            # on a similarity head the prior sees only the contrast maps (class-agnostic)
+            obj_in = SIM_CHANNELS - 1 if self.similar else d
+            self.obj = nn.Sequential(nn.Conv2d(obj_in, 32, 3, padding=1), nn.ReLU(),
                                      nn.Conv2d(32, 1, 1))
             nn.init.constant_(self.obj[2].bias, -2.0)
             self.obj_gain = nn.Parameter(torch.tensor(1.0))
 
     def objectness(self, tokens: torch.Tensor) -> torch.Tensor:
         """Class-agnostic defect logits (B, N) of tokens (B, D, h, w)."""
-        return self.obj(tokens).flatten(1)
+        x = contrast_maps(tokens) if self.similar else tokens
+        return self.obj(x).flatten(1)
+
+    def cosine(self, tokens: torch.Tensor, protos: torch.Tensor) -> torch.Tensor:
+        """Cosine (C, N) of projected tokens (C, D, h, w) to unit prototypes (C, D)."""
+        t = F.normalize(self.rel_proj(tokens).flatten(2), dim=1)  # (C, D, N)
+        return torch.einsum("cdn,cd->cn", t, protos)
 
     def relevance(self, tokens: torch.Tensor, protos: torch.Tensor) -> torch.Tensor:
         """Relevance logits (C, N) of tokens (C, D, h, w) (one image, repeated) to (C, D)."""
-        t = F.normalize(self.rel_proj(tokens).flatten(2), dim=1)  # (C, D, N)
-        cos = torch.einsum("cdn,cd->cn", t, protos)
-        rel = cos * self.rel_scale + self.rel_bias
+        if self.similar:  # refined by the similarity maps
+            return self._dense_similarity(tokens, protos)[0]
+        rel = self.cosine(tokens, protos) * self.rel_scale + self.rel_bias
         if self.cfg.objectness:
             rel = rel + self.obj_gain * F.logsigmoid(self.objectness(tokens))
         return rel
@@ -157,6 +194,8 @@ class QueryHead(nn.Module):
               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """tokens (C, D, h, w) and prototypes (C, D) -> relevance logits (C, N),
         conditioned map (C, hd, h, w), mask features (C, M, 2h, 2w)."""
+        if self.similar:
+            return self._dense_similarity(tokens, protos)
         rel = self.relevance(tokens, protos)
         c, _, h, w = tokens.shape
         gate = torch.sigmoid(self.proto_gate(protos))[:, :, None, None]
@@ -166,17 +205,36 @@ class QueryHead(nn.Module):
         m = F.interpolate(m, scale_factor=2.0, mode="bilinear", align_corners=False)
         return rel, x, m
 
-    def predict(self, q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _dense_similarity(self, tokens: torch.Tensor, protos: torch.Tensor
+                          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """`dense` of a similarity head: the maps see cosines, never the tokens."""
+        c, _, h, w = tokens.shape
+        cos = self.cosine(tokens, protos).view(c, 1, h, w)
+        contrast = contrast_maps(tokens)
+        sims = torch.cat([cos, contrast], dim=1)
+        x = self.cond(sims)
+        rel = cos.flatten(1) * self.rel_scale + self.rel_bias + self.rel_refine(x).flatten(1)
+        if self.cfg.objectness:
+            rel = rel + self.obj_gain * F.logsigmoid(self.obj(contrast).flatten(1))
+        m = self.mask_feat(torch.cat([x, sims], dim=1))
+        m = F.interpolate(m, scale_factor=2.0, mode="bilinear", align_corners=False)
+        return rel, x, m
+
+    def predict(self, q: torch.Tensor, prior: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Query features (..., hd) -> score logits (...), box distances (..., 4) in
-        pixels (left, top, right, bottom), mask kernels (..., M)."""
-        dist = torch.exp(self.box(q).clamp(-6, 4)) * self.cfg.box_scale
+        pixels (left, top, right, bottom), mask kernels (..., M). `prior` (..., 4), the
+        log half-size of the class's examples, replaces the fixed box scale."""
+        raw = self.box(q).clamp(-6, 4)
+        dist = torch.exp(raw) * self.cfg.box_scale if prior is None else torch.exp(raw + prior)
         return self.score(q).squeeze(-1), dist, self.kernel(q)
 
-    def forward(self, tokens: torch.Tensor, protos: torch.Tensor
+    def forward(self, tokens: torch.Tensor, protos: torch.Tensor,
+                sizes: torch.Tensor | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Inference (hard top-K): tokens (1, D, h, w), prototypes (C, D) unit ->
-        boxes (C, K, 4) x1 y1 x2 y2 in input pixels, scores (C, K) in [0, 1],
-        mask logits (C, K, 2h, 2w) at stride 4."""
+        """Inference (hard top-K): tokens (1, D, h, w), prototypes (C, D) unit, and with a
+        size prior `sizes` (C, 2) (`size_prior`) -> boxes (C, K, 4) x1 y1 x2 y2 in input
+        pixels, scores (C, K) in [0, 1], mask logits (C, K, 2h, 2w) at stride 4."""
         c = protos.shape[0]
         t = tokens.expand(c, -1, -1, -1)
         _, _, h, w = t.shape
@@ -185,13 +243,49 @@ class QueryHead(nn.Module):
         _, idx = torch.topk(rel, k, dim=1)  # (C, K)
         xf = x.flatten(2)  # (C, hd, N)
         q = torch.gather(xf, 2, idx.unsqueeze(1).expand(-1, xf.shape[1], -1)).transpose(1, 2)
-        score, dist, kern = self.predict(q)
+        prior = None if sizes is None else box_prior(sizes)[:, None, :]
+        score, dist, kern = self.predict(q, prior)
         cx = ((idx % w).float() + 0.5) * STRIDE
         cy = (torch.div(idx, w, rounding_mode="floor").float() + 0.5) * STRIDE
         boxes = torch.stack([cx - dist[..., 0], cy - dist[..., 1],
                              cx + dist[..., 2], cy + dist[..., 3]], dim=-1)
         masks = torch.einsum("ckm,cmhw->ckhw", kern, m) + self.mask_bias
         return boxes, torch.sigmoid(score), masks
+
+
+def box_prior(sizes: torch.Tensor) -> torch.Tensor:
+    """(C, 2) log (width, height) of a class's examples -> (C, 4) log half-size for the
+    left, top, right and bottom box distances."""
+    half = sizes - math.log(2.0)
+    return torch.cat([half, half], dim=1)
+
+
+def prompt_sizes(boxes_wh: torch.Tensor, cls: torch.Tensor, n_cls: int) -> torch.Tensor:
+    """(P, 2) example box widths and heights in input pixels -> (C, 2) mean log size."""
+    onehot = F.one_hot(cls, n_cls).float()  # (P, C)
+    logs = torch.log(boxes_wh.clamp_min(1.0))
+    return (onehot.t() @ logs) / onehot.sum(0).clamp_min(1.0)[:, None]
+
+
+SIM_CHANNELS = 5  # prompt cosine + four contrast maps (`contrast_maps`)
+
+
+def contrast_maps(tokens: torch.Tensor) -> torch.Tensor:
+    """(B, D, h, w) -> (B, 4, h, w): how unlike its 3x3 and 9x9 neighbourhood and its
+    image's mean a token is (1 - cosine), and its norm over the image's mean norm.
+
+    Domain-free cues: a defect differs from the surface around it whatever the surface.
+    """
+    t = F.normalize(tokens, dim=1)
+    near = F.normalize(F.avg_pool2d(tokens, 3, stride=1, padding=1,
+                                    count_include_pad=False), dim=1)
+    far = F.normalize(F.avg_pool2d(tokens, 9, stride=1, padding=4,
+                                   count_include_pad=False), dim=1)
+    whole = F.normalize(tokens.mean((2, 3), keepdim=True), dim=1)
+    norm = tokens.norm(dim=1, keepdim=True)
+    rel_norm = norm / norm.mean((2, 3), keepdim=True).clamp_min(1e-6)
+    return torch.cat([1 - (t * near).sum(1, keepdim=True), 1 - (t * far).sum(1, keepdim=True),
+                      1 - (t * whole).sum(1, keepdim=True), rel_norm], dim=1)
 
 
 class PromptDetectorNet(nn.Module):

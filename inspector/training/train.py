@@ -27,7 +27,13 @@ from inspector.inference.detectors.prompt_inputs import STRIDE
 from inspector.training.cpe import cpe_loss
 from inspector.training.episodes import Episode, EpisodeSampler, FeatureCache
 from inspector.training.pqs import gumbel_topk
-from inspector.training.prompt_net import NetConfig, PromptDetectorNet, prototypes
+from inspector.training.prompt_net import (
+    NetConfig,
+    PromptDetectorNet,
+    box_prior,
+    prompt_sizes,
+    prototypes,
+)
 
 
 @dataclass
@@ -48,6 +54,7 @@ class TrainConfig:
     val_episodes: int = 60
     threads: int = 2
     source_weights: dict[str, float] = field(default_factory=dict)
+    left_out_every: int = 2000  # steps between logged left-out-domain checks
     obj_weight: float = 1.0  # class-agnostic objectness loss (nets with objectness only)
 
 
@@ -168,7 +175,11 @@ def episode_loss(net: PromptDetectorNet, cache: FeatureCache, sampler: EpisodeSa
     npos = tg.pos.sum().clamp_min(1.0)
     l_rel = focal(rel, tg.pos) / npos
     xf = x.flatten(2).transpose(1, 2)  # (QC, N, hd)
-    score, dist, kern = head.predict(xf)
+    prior = None
+    if head.cfg.size_prior:  # each row's class: rows are query-major, classes repeated
+        wh = torch.from_numpy(a["inst_box"][ep.prompt_inst][:, 2:].astype(np.float32))
+        prior = box_prior(prompt_sizes(wh, p_cls, n_cls)).repeat(nq, 1)[:, None, :]
+    score, dist, kern = head.predict(xf, prior)
     l_score = focal(score, tg.pos) / npos
     # PQS: Gumbel top-K picks (straight-through) become the queries
     sel = gumbel_topk(rel, cfg.train_k, cfg.tau, gen, noise=train)  # (QC, K, N)
@@ -215,8 +226,36 @@ def episode_loss(net: PromptDetectorNet, cache: FeatureCache, sampler: EpisodeSa
             has_pos = tg.pos.sum(1) > 0
             hit = tg.pos.gather(1, best).squeeze(1)
             logs["hit"] = float(hit[has_pos].mean()) if has_pos.any() else float("nan")
+            logs["box_hit"] = _box_recall(idx, dist, tg, a, w)
     logs["loss"] = float(loss.detach())
     return loss, logs
+
+
+def _box_recall(idx: torch.Tensor, dist: torch.Tensor, tg: Targets, a: dict,
+                w: int) -> float:
+    """Share of instances that one of the top-K queries of their (image, class) pair
+    boxes at IoU >= 0.5: whether query selection and boxes localise at all."""
+    found, total = 0, 0
+    for row in range(idx.shape[0]):
+        ids = torch.unique(tg.inst[row][tg.inst[row] >= 0])
+        if not len(ids):
+            continue
+        k = idx[row]
+        cx = ((k % w).float() + 0.5) * STRIDE
+        cy = (torch.div(k, w, rounding_mode="floor").float() + 0.5) * STRIDE
+        d = dist[row, k]
+        pred = torch.stack([cx - d[:, 0], cy - d[:, 1], cx + d[:, 2], cy + d[:, 3]], 1)
+        gt = torch.from_numpy(a["inst_box"][ids.numpy()].astype(np.float32))
+        gt = torch.cat([gt[:, :2], gt[:, :2] + gt[:, 2:]], 1)
+        lt = torch.max(pred[:, None, :2], gt[None, :, :2])
+        rb = torch.min(pred[:, None, 2:], gt[None, :, 2:])
+        inter = (rb - lt).clamp_min(0).prod(2)
+        area_p = (pred[:, 2:] - pred[:, :2]).clamp_min(0).prod(1)
+        area_g = (gt[:, 2:] - gt[:, :2]).prod(1)
+        iou = inter / (area_p[:, None] + area_g[None] - inter).clamp_min(1e-6)
+        found += int((iou.max(0).values >= 0.5).sum())
+        total += len(ids)
+    return found / total if total else float("nan")
 
 
 def box_region(boxes: torch.Tensor, size: int) -> torch.Tensor:
@@ -232,9 +271,11 @@ def box_region(boxes: torch.Tensor, size: int) -> torch.Tensor:
 
 
 def evaluate(net: PromptDetectorNet, cache: FeatureCache, cfg: TrainConfig,
-             n: int, seed: int) -> dict[str, float]:
-    """Mean losses and top-1 hit rate over `n` fixed held-out-seed episodes."""
-    sampler = EpisodeSampler(cache, seed, source_weights=cfg.source_weights)
+             n: int, seed: int, weights: dict[str, float] | None = None) -> dict[str, float]:
+    """Mean losses, top-1 hit rate and top-K box recall over `n` fixed held-out-seed
+    episodes of the training sources (or of the sources `weights` names)."""
+    sampler = EpisodeSampler(cache, seed, source_weights=(
+        cfg.source_weights if weights is None else weights))
     net.eval()
     acc: dict[str, list[float]] = {}
     with torch.no_grad():
@@ -263,6 +304,7 @@ def train(cache: FeatureCache, cfg: TrainConfig, net_cfg: NetConfig | None = Non
     t0 = time.monotonic()
     net.train()
     net.backbone.eval()
+    left_out = heldout_weights(cache, cfg)
     bar = tqdm(range(cfg.steps), desc="train", unit="ep", disable=not progress)
     ema: dict[str, float] = {}
     done = 0
@@ -282,13 +324,32 @@ def train(cache: FeatureCache, cfg: TrainConfig, net_cfg: NetConfig | None = Non
             ema[k] = 0.98 * ema.get(k, v) + 0.02 * v
         if step % 20 == 0:
             bar.set_postfix({k: f"{v:.3f}" for k, v in ema.items()})
+        if left_out and step and step % cfg.left_out_every == 0:  # open-set proxy, logged
+            seen = evaluate(net, cache, cfg, cfg.val_episodes // 2, val_seed, left_out)
+            bar.write(f"step {step}: left-out {record_keys(seen)}")
         if frac >= 1.0:
             break
     wall = time.monotonic() - t0
     after = evaluate(net, cache, cfg, cfg.val_episodes, val_seed)
+    record = {"steps_done": done, "train_wall_s": round(wall, 1),
+              "val_before": before, "val_after": after}
+    if left_out:  # the left-out domains' train split: a proxy of the open-set case
+        record["val_left_out"] = evaluate(net, cache, cfg, cfg.val_episodes, val_seed,
+                                          left_out)
+        record["val_left_out_sources"] = sorted(k for k, v in left_out.items() if v > 0)
     net.eval()
-    return net, {"steps_done": done, "train_wall_s": round(wall, 1),
-                 "val_before": before, "val_after": after}
+    return net, record
+
+
+def record_keys(logs: dict[str, float]) -> str:
+    """The figures worth a log line: hit rates and the total loss."""
+    return " ".join(f"{k}={logs[k]:.3f}" for k in ("hit", "box_hit", "loss") if k in logs)
+
+
+def heldout_weights(cache: FeatureCache, cfg: TrainConfig) -> dict[str, float]:
+    """Sampling weights that draw only the sources training left out ({} if none)."""
+    out = {s for s, v in cfg.source_weights.items() if v == 0 and s in cache.sources}
+    return {s: (1.0 if s in out else 0.0) for s in cache.sources} if out else {}
 
 
 

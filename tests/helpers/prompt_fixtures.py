@@ -17,17 +17,18 @@ DATA = REPO.parent / "shared" / "data"
 SIZE = 160  # small input side (a multiple of 16) to keep tests fast
 
 
-def export_tiny(folder: Path) -> Path:
+def export_tiny(folder: Path, head_input: str = "tokens", size_prior: bool = False) -> Path:
     """An exported untrained model in `folder` (torch needed)."""
     import torch
 
     from inspector.training.episodes import Source
     from inspector.training.export import export, write_files_manifest
-    from inspector.training.prompt_net import PromptDetectorNet
+    from inspector.training.prompt_net import NetConfig, PromptDetectorNet
     from inspector.training.train import TrainConfig, save
 
     torch.manual_seed(0)
-    net = PromptDetectorNet()
+    net = PromptDetectorNet(NetConfig(head_input=head_input, objectness=head_input != "tokens",
+                                      size_prior=size_prior))
 
     save(net, folder, {"note": "untrained test model"}, TrainConfig(),
          {"sources": [Source("test", "synthetic").__dict__], "split": "none"})

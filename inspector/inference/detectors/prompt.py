@@ -108,6 +108,10 @@ class PromptDetector(EncodedDetector):
                                     threads=self.params.threads)
         self.classes: list[str] = []
         self.protos = np.zeros((0, 0), np.float32)
+        # a net with a size prior also takes each class's log example size (C, 2)
+        manifest = json.loads((self.model_dir / "manifest.json").read_text(encoding="utf-8"))
+        self.size_prior = bool(manifest.get("net_config", {}).get("size_prior", False))
+        self.sizes = np.zeros((0, 2), np.float32)
         self.embeddings = np.zeros((0, 0), np.float32)
         self.prompt_ids: list[str] = []
         self.prompt_classes: list[str] = []
@@ -210,13 +214,24 @@ class PromptDetector(EncodedDetector):
             protos.append(m / max(float(np.linalg.norm(m)), 1e-9))
         self.classes = classes
         self.protos = np.array(protos, np.float32).reshape(len(classes), -1)
+        self.sizes = self._class_sizes(prompts, classes)
         self.embeddings = emb
         self.prompt_ids = [p.prompt_id for p in prompts]
         self.prompt_classes = [p.cls for p in prompts]
         self._index_prompts()
 
+    def _class_sizes(self, prompts: list[PromptExample], classes: list[str]) -> np.ndarray:
+        """(C, 2) mean log width and height of each class's examples, in model pixels."""
+        size = self.params.size
+        out = []
+        for c in classes:
+            wh = [scale_box(p.bbox, p.image.shape[:2], size)[2:] for p in prompts if p.cls == c]
+            out.append(np.log(np.maximum(np.array(wh, np.float64), 1.0)).mean(0))
+        return np.array(out, np.float32).reshape(len(classes), 2)
+
     def enrolled_state(self) -> dict[str, np.ndarray] | None:
         state = {"prototypes": self.protos, "classes": np.array(self.classes, dtype=str),
+                 "sizes": self.sizes,
                  "embeddings": self.embeddings, "prompt_ids": np.array(self.prompt_ids, dtype=str),
                  "prompt_classes": np.array(self.prompt_classes, dtype=str)}
         for g, data in self._adapted.items():
@@ -236,7 +251,11 @@ class PromptDetector(EncodedDetector):
         elif self._adapted:
             self._adapted = {}
             self._use_model(self.model_dir)
-        self.protos, self.classes = protos, classes
+        sizes = np.asarray(state.get("sizes", np.zeros((len(classes), 2))), np.float32)
+        if self.size_prior and sizes.shape != (len(classes), 2):
+            raise ValueError(f"enrolled state: sizes of shape {sizes.shape} for "
+                             f"{len(classes)} classes")
+        self.protos, self.classes, self.sizes = protos, classes, sizes
         self.embeddings = np.asarray(state.get("embeddings", np.zeros((0, 0))), np.float32)
         self.prompt_ids = [str(p) for p in state.get("prompt_ids", [])]
         self.prompt_classes = [str(c) for c in state.get("prompt_classes", [])]
@@ -259,7 +278,8 @@ class PromptDetector(EncodedDetector):
     # -- detection ---------------------------------------------------------------
     def detect_tokens(self, tokens: np.ndarray, hw: tuple[int, int],
                       protos: np.ndarray | None = None,
-                      classes: list[str] | None = None) -> list[Detection]:
+                      classes: list[str] | None = None,
+                      sizes: np.ndarray | None = None) -> list[Detection]:
         """Detections for an image already encoded (evaluation reuses tokens across
         prompt seeds); `protos`/`classes` override the enrolled ones."""
         own = protos is None  # enrolled prototypes: name the prompt behind each detection
@@ -267,7 +287,10 @@ class PromptDetector(EncodedDetector):
         classes = self.classes if classes is None else classes
         if len(classes) == 0:
             return []
-        out = self.backend.run("head", {"tokens": tokens, "prototypes": protos})
+        feed = {"tokens": tokens, "prototypes": protos}
+        if self.size_prior:
+            feed["sizes"] = self.sizes if sizes is None else sizes
+        out = self.backend.run("head", feed)
         boxes, scores, masks = out["boxes"], out["scores"], out["masks"]
         p = self.params
         h, w = hw

@@ -42,7 +42,8 @@ def tensorrt_usable() -> bool:
         return False
 
 
-def _profile(graph: str, dim: int, rings: int) -> dict[str, tuple[tuple[int, ...], ...]]:
+def _profile(graph: str, dim: int, rings: int, sizes: bool = False
+             ) -> dict[str, tuple[tuple[int, ...], ...]]:
     """Shapes (min, opt, max) per input of `graph`."""
     hw = [(t, t) for t in TOKENS_HW]
     if graph == "encoder":
@@ -51,8 +52,11 @@ def _profile(graph: str, dim: int, rings: int) -> dict[str, tuple[tuple[int, ...
         return {"tokens": tuple((p, dim, h, w) for p, (h, w) in zip(N_PROMPTS, hw, strict=True)),
                 "weights": tuple((p, h, w) for p, (h, w) in zip(N_PROMPTS, hw, strict=True)),
                 "spectrum": tuple((p, rings) for p in N_PROMPTS)}
-    return {"tokens": tuple((1, dim, h, w) for h, w in hw),
+    head = {"tokens": tuple((1, dim, h, w) for h, w in hw),
             "prototypes": tuple((c, dim) for c in N_CLASSES)}
+    if sizes:  # a net with a size prior (NetConfig.size_prior)
+        head["sizes"] = tuple((c, 2) for c in N_CLASSES)
+    return head
 
 
 class _Buffer:
@@ -97,7 +101,7 @@ class TensorRTBackend(Backend):
         self.cache = EngineCache(Path(state_dir) / "engines")
         self.engines, self.contexts, self.buffers = {}, {}, {}
         for graph, path in graph_paths(model_dir).items():
-            prof = _profile(graph, dim, rings)
+            prof = _profile(graph, dim, rings, manifest["net_config"].get("size_prior", False))
             key = EngineKey(dev.name(), cc, trt.__version__, file_sha256(path),
                             "fp16" if fp16 else "fp32", json.dumps(prof, sort_keys=True))
             blob = self.cache.load(graph, key)

@@ -35,5 +35,5 @@ class TorchBackend(Backend):
             if graph == "prompt":
                 e = self.net.prompt(t["tokens"], t["weights"], t["spectrum"])
                 return {"embedding": e.numpy()}
-            boxes, scores, masks = self.net.head(t["tokens"], t["prototypes"])
+            boxes, scores, masks = self.net.head(t["tokens"], t["prototypes"], t.get("sizes"))
             return {"boxes": boxes.numpy(), "scores": scores.numpy(), "masks": masks.numpy()}

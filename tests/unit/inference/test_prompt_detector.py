@@ -101,3 +101,38 @@ def test_mask_of_a_faint_query_is_its_peak_not_one_pixel(model):
     logits[11, 22] = 1.0  # one positive cell: the ordinary `> 0` mask
     sharp = det._mask(logits, box, (0.0, 0.0, float(size), float(size)), (size, size))
     assert 0 < sharp.sum() < mask.sum()
+
+
+def test_a_size_prior_model_takes_the_examples_sizes(tmp_path: Path):
+    """A net with a size prior gets each class's example size at enrolment; the size
+    travels in the enrolled state, and larger examples give larger boxes."""
+    pytest.importorskip("torch")
+    pytest.importorskip("onnx")
+    from inspector.acquisition.synthetic_parts import frame_rng, render_part
+    from tests.helpers.prompt_fixtures import SIZE, export_tiny
+
+    folder = export_tiny(tmp_path / "m", size_prior=True)
+    params = {"model": str(folder), "backend": "onnxruntime", "size": SIZE, "min_score": 0.0,
+              "threads": 1, "nms_iou": 1.0}
+    det = PromptDetector(params)
+    prompts = _prompts(SIZE)
+    det.enroll(prompts, [])
+    assert det.size_prior and det.sizes.shape == (3, 2)
+    x, y, w, h = prompts[0].bbox
+    assert np.allclose(np.exp(det.sizes[0]), (max(w, 1), max(h, 1)), rtol=1e-4)
+    frame = render_part(frame_rng(12, 0), SIZE, SIZE)[0]
+    tokens = det.encode(frame)
+    small = det.detect_tokens(tokens, frame.shape[:2])
+    big = det.detect_tokens(tokens, frame.shape[:2], sizes=det.sizes + np.log(1.5))
+    area = {d.cls: max(b.bbox[2] * b.bbox[3] for b in small if b.cls == d.cls) for d in small}
+    big_area = {d.cls: max(b.bbox[2] * b.bbox[3] for b in big if b.cls == d.cls) for d in big}
+    assert all(big_area[c] > area[c] for c in area)
+    other = PromptDetector(params)
+    other.load_enrolled_state(det.enrolled_state())
+    assert np.array_equal(other.sizes, det.sizes)
+    assert [d.bbox for d in other.detect_tokens(tokens, frame.shape[:2])] == [
+        d.bbox for d in small]
+    state = det.enrolled_state()
+    state["sizes"] = state["sizes"][:1]
+    with pytest.raises(ValueError, match="sizes"):
+        other.load_enrolled_state(state)

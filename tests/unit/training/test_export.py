@@ -56,6 +56,21 @@ def test_parity_torch_vs_onnxruntime_within_1e_3(exported):
     assert max(diff.values()) < 1e-3, diff
 
 
+def test_similarity_head_with_size_prior_exports_with_parity(tmp_path):
+    """The similarity head (cosine and contrast maps only) with its size input is one ONNX
+    graph like the other."""
+    from inspector.training.export import parity
+    from inspector.training.train import load_net
+    from tests.helpers.prompt_fixtures import export_tiny
+
+    folder = export_tiny(tmp_path, head_input="similarity", size_prior=True)
+    net = load_net(folder)
+    assert net.cfg.head_input == "similarity" and net.cfg.objectness and net.cfg.size_prior
+    head = ort.InferenceSession(str(folder / "head.onnx"), providers=["CPUExecutionProvider"])
+    assert [i.name for i in head.get_inputs()] == ["tokens", "prototypes", "sizes"]
+    assert max(parity(net, folder, _images()[:2]).values()) < 1e-3
+
+
 @pytest.mark.skipif(not (DATA / "magtile").is_dir(), reason="../shared/data is absent")
 def test_parity_on_real_images(exported):
     from inspector.training.export import parity

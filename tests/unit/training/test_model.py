@@ -124,3 +124,85 @@ def test_training_smoke_run_improves_validation_loss(tmp_path: Path):
     _, record = train(cache, cfg, NetConfig(top_k=10), progress=False)
     assert record["steps_done"] == 15
     assert record["val_after"]["loss"] < 0.8 * record["val_before"]["loss"]
+
+
+def test_contrast_maps_light_up_the_odd_token_and_ignore_scale():
+    from inspector.training.prompt_net import contrast_maps
+
+    torch.manual_seed(1)
+    base = torch.randn(1, 8, 1, 1).expand(1, 8, 12, 12).clone()  # one uniform surface
+    flat = contrast_maps(base)
+    assert flat.shape == (1, 4, 12, 12)
+    assert float(flat[:, :3].abs().max()) < 1e-5  # nothing differs from its surroundings
+    odd = base.clone()
+    odd[0, :, 5, 7] = -base[0, :, 5, 7]  # one token unlike the rest
+    maps = contrast_maps(odd)
+    for ch in range(3):
+        assert int(maps[0, ch].argmax()) == 5 * 12 + 7
+    # a brighter or darker surface (tokens scaled) changes none of the cosine maps
+    assert torch.allclose(contrast_maps(3.0 * odd)[:, :3], maps[:, :3], atol=1e-5)
+
+
+def test_similarity_head_shapes_and_training_smoke(tmp_path: Path):
+    """The similarity head gives the same outputs as the token head and trains."""
+    from inspector.training.episodes import FeatureCache, Source
+    from inspector.training.train import TrainConfig, train
+
+    torch.manual_seed(0)
+    net = PromptDetectorNet(NetConfig(top_k=10, head_input="similarity", objectness=True))
+    with torch.no_grad():
+        tok = net.eval().encoder()(torch.rand(1, 1, 128, 192))
+        boxes, scores, masks = net.head(tok, F.normalize(torch.randn(3, net.cfg.dim), dim=1))
+    assert boxes.shape == (3, 10, 4) and scores.shape == (3, 10)
+    assert masks.shape == (3, 10, 32, 48)
+    assert not hasattr(net.head, "tok_in")  # the head never sees the token features
+    cache = FeatureCache.load_or_build([Source("synthetic", "synthetic", n=12, seed=3)], 160,
+                                       tmp_path / "cache", progress=False)
+    cfg = TrainConfig(steps=15, warmup=1, val_episodes=8, threads=2, lr=3e-3, max_minutes=5)
+    _, record = train(cache, cfg, net.cfg, progress=False)
+    assert record["val_after"]["loss"] < 0.8 * record["val_before"]["loss"]
+    assert 0.0 <= record["val_after"]["box_hit"] <= 1.0
+
+
+def test_a_left_out_source_is_measured_apart(tmp_path: Path):
+    """Training without a source reports the left-out source's figures on their own."""
+    from inspector.training.episodes import FeatureCache, Source
+    from inspector.training.train import TrainConfig, train
+
+    sources = [Source("synthetic", "synthetic", n=10, seed=3),
+               Source("other", "synthetic", n=10, seed=4)]
+    cache = FeatureCache.load_or_build(sources, 160, tmp_path / "cache", progress=False)
+    cfg = TrainConfig(steps=4, warmup=1, val_episodes=4, threads=2, max_minutes=5,
+                      source_weights={"other": 0.0})
+    _, record = train(cache, cfg, NetConfig(top_k=10), progress=False)
+    assert record["val_left_out_sources"] == ["other"]
+    assert record["val_left_out"] != record["val_after"]
+    cfg.source_weights = {}
+    _, record = train(cache, cfg, NetConfig(top_k=10), progress=False)
+    assert "val_left_out" not in record
+
+
+def test_unknown_head_input_is_refused_by_name():
+    with pytest.raises(ValueError, match="head_input"):
+        PromptDetectorNet(NetConfig(head_input="pixels"))
+
+
+def test_size_prior_scales_boxes_with_the_examples():
+    """Twice as large examples give boxes twice as large, at the same queries."""
+    from inspector.training.prompt_net import prompt_sizes
+
+    torch.manual_seed(2)
+    net = PromptDetectorNet(NetConfig(top_k=10, size_prior=True)).eval()
+    wh = torch.tensor([[10.0, 40.0], [30.0, 20.0], [12.0, 4.0]])
+    sizes = prompt_sizes(wh, torch.tensor([0, 0, 1]), 2)
+    assert torch.allclose(sizes.exp(), torch.tensor([[(10 * 30) ** 0.5, (40 * 20) ** 0.5],
+                                                     [12.0, 4.0]]), rtol=1e-5)
+    with torch.no_grad():
+        tok = net.encoder()(torch.rand(1, 1, 160, 160))
+        protos = F.normalize(torch.randn(2, net.cfg.dim), dim=1)
+        b1, s1, _ = net.head(tok, protos, sizes)
+        b2, s2, _ = net.head(tok, protos, sizes + float(np.log(2.0)))
+    assert torch.equal(s1, s2)  # selection and scores do not depend on the size
+    w1, w2 = b1[..., 2] - b1[..., 0], b2[..., 2] - b2[..., 0]
+    assert torch.allclose(w2, 2 * w1, rtol=1e-4)
+    assert not torch.allclose(b1[0, :, 3] - b1[0, :, 1], b1[1, :, 3] - b1[1, :, 1])
