@@ -52,8 +52,9 @@ def markdown(result: dict) -> str:
             lines.append(f"| {name} | " + " | ".join(
                 f"{counts[k]} ({100 * counts[k] / n:.0f} %)" for k in OUTCOMES) + " |")
     ranks = [s["ranking"] for s in result["per_seed"] if s.get("ranking")]
+    aucs = [r["score_auc"] for r in ranks if not np.isnan(r["score_auc"])]
     if ranks:
-        auc = np.nanmean([r["score_auc"] for r in ranks])
+        auc = np.mean(aucs) if aucs else float("nan")  # nan: no true or no false positive
         loc = np.mean([r["localised"] for r in ranks])
         lines += ["", f"Ranking (mean over seeds): a true positive outscores a false positive "
                   f"of its class with probability {auc:.2f} (0.50 = chance); "

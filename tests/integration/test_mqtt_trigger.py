@@ -125,6 +125,9 @@ def test_malformed_triggers_get_error_acks(line: Line) -> None:
              (dumps({"part_id": "x"}), None, "invalid command"),
              (dumps({"request_id": "m-1", "part_id": 7}), "m-1", "invalid command"),
              (dumps({"request_id": "m-2", "camera": "cam9"}), "m-2", "unknown camera")]
+    # READY is published once the service listens: a command sent before it has no
+    # subscriber yet (a fresh-clone CI run lost the first case that way)
+    assert wait_until(lambda: (_ready(line) or {}).get("state") == "READY", 10), _ready(line)
     for payload, _, _ in cases:
         publish_raw(line.broker, TOPICS.cmd_trigger, payload)
     assert wait_until(lambda: len(line.col.docs(TOPICS.cmd_trigger_ack)) >= len(cases), 15)
