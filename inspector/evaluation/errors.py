@@ -94,17 +94,11 @@ def ranking(gt: dict, dets: list[dict], iou: float = 0.5) -> dict[str, float | i
             r = rankdata(np.array(tps + fps))
             wins += float(r[: len(tps)].sum()) - len(tps) * (len(tps) + 1) / 2
             pairs += len(tps) * len(fps)
-    boxes_of: dict[int, list] = {}
-    for d in dets:
-        boxes_of.setdefault(d["image_id"], []).append(d["bbox"])
-    hit = 0
-    for a in gt["annotations"]:
-        b = boxes_of.get(a["image_id"])
-        hit += int(bool(b) and float(iou_xywh(np.array([a["bbox"]]), np.array(b)).max()) >= iou)
+    never = sum(c["never_localised"] for c in error_split(gt, dets, iou).values())
     n_tp = sum(len(v[0]) for v in by_class.values())
     return {"score_auc": round(wins / pairs, 4) if pairs else float("nan"),
             "true_positives": n_tp, "false_positives": len(dets) - n_tp,
-            "localised": round(hit / max(len(gt["annotations"]), 1), 4)}
+            "localised": round(1 - never / max(len(gt["annotations"]), 1), 4)}
 
 
 def add_splits(splits: list[dict[str, dict[str, int]]]) -> dict[str, dict[str, int]]:

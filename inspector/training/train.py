@@ -226,34 +226,28 @@ def episode_loss(net: PromptDetectorNet, cache: FeatureCache, sampler: EpisodeSa
             has_pos = tg.pos.sum(1) > 0
             hit = tg.pos.gather(1, best).squeeze(1)
             logs["hit"] = float(hit[has_pos].mean()) if has_pos.any() else float("nan")
-            logs["box_hit"] = _box_recall(idx, dist, tg, a, w)
+            logs["box_hit"] = _box_recall(idx, dist, tg, a, h, w)
     logs["loss"] = float(loss.detach())
     return loss, logs
 
 
 def _box_recall(idx: torch.Tensor, dist: torch.Tensor, tg: Targets, a: dict,
-                w: int) -> float:
+                h: int, w: int) -> float:
     """Share of instances that one of the top-K queries of their (image, class) pair
     boxes at IoU >= 0.5: whether query selection and boxes localise at all."""
+    from inspector.evaluation.errors import iou_xywh
+
+    centres = token_centres(h, w)
     found, total = 0, 0
     for row in range(idx.shape[0]):
-        ids = torch.unique(tg.inst[row][tg.inst[row] >= 0])
+        ids = torch.unique(tg.inst[row][tg.inst[row] >= 0]).numpy()
         if not len(ids):
             continue
         k = idx[row]
-        cx = ((k % w).float() + 0.5) * STRIDE
-        cy = (torch.div(k, w, rounding_mode="floor").float() + 0.5) * STRIDE
         d = dist[row, k]
-        pred = torch.stack([cx - d[:, 0], cy - d[:, 1], cx + d[:, 2], cy + d[:, 3]], 1)
-        gt = torch.from_numpy(a["inst_box"][ids.numpy()].astype(np.float32))
-        gt = torch.cat([gt[:, :2], gt[:, :2] + gt[:, 2:]], 1)
-        lt = torch.max(pred[:, None, :2], gt[None, :, :2])
-        rb = torch.min(pred[:, None, 2:], gt[None, :, 2:])
-        inter = (rb - lt).clamp_min(0).prod(2)
-        area_p = (pred[:, 2:] - pred[:, :2]).clamp_min(0).prod(1)
-        area_g = (gt[:, 2:] - gt[:, :2]).prod(1)
-        iou = inter / (area_p[:, None] + area_g[None] - inter).clamp_min(1e-6)
-        found += int((iou.max(0).values >= 0.5).sum())
+        xy = centres[k] - d[:, :2]
+        pred = torch.cat([xy, d[:, :2] + d[:, 2:]], 1).numpy()  # x, y, w, h
+        found += int((iou_xywh(pred, a["inst_box"][ids]).max(0) >= 0.5).sum())
         total += len(ids)
     return found / total if total else float("nan")
 

@@ -309,7 +309,9 @@ class Publisher:
         else:
             log.info("MQTT connected to %s:%d as %s", self.cfg.host, self.cfg.port, self.client_id)
         self._last_error = None
-        self._hello(conn)
+        # subscribe before the hello: whoever sees the births (or READY) and answers with a
+        # command finds it routed, since the broker handles a connection's packets in order
+        # (Sparkplug asks for NCMD/DCMD subscriptions before NBIRTH)
         if self._on_message_cb is not None:
             opts = (SubscribeOptions(qos=1, retainAsPublished=True)
                     if self.cfg.protocol == 5 else None)
@@ -318,6 +320,7 @@ class Publisher:
                     conn.client.subscribe(topic, options=opts)
                 else:
                     conn.client.subscribe(topic, qos=1)
+        self._hello(conn)
         window = self.cfg.max_inflight
         if conn.receive_max:
             window = max(2, min(window, conn.receive_max - 4))
