@@ -55,6 +55,11 @@ def line(tmp_path: Path) -> Iterator[Line]:
     service = Service(load_config(cfg))
     service.start()
     try:
+        # READY goes out after the command subscriptions: a command sent earlier has no
+        # subscriber yet (fresh-clone CI runs lost a malformed trigger and a thresholds
+        # command that way)
+        assert wait_until(lambda: (col.last(TOPICS.ready) or {}).get("state") == "READY",
+                          10), col.last(TOPICS.ready)
         yield Line(service, broker, col, recipe)
     finally:
         service.stop()
@@ -125,9 +130,6 @@ def test_malformed_triggers_get_error_acks(line: Line) -> None:
              (dumps({"part_id": "x"}), None, "invalid command"),
              (dumps({"request_id": "m-1", "part_id": 7}), "m-1", "invalid command"),
              (dumps({"request_id": "m-2", "camera": "cam9"}), "m-2", "unknown camera")]
-    # READY is published once the service listens: a command sent before it has no
-    # subscriber yet (a fresh-clone CI run lost the first case that way)
-    assert wait_until(lambda: (_ready(line) or {}).get("state") == "READY", 10), _ready(line)
     for payload, _, _ in cases:
         publish_raw(line.broker, TOPICS.cmd_trigger, payload)
     assert wait_until(lambda: len(line.col.docs(TOPICS.cmd_trigger_ack)) >= len(cases), 15)
