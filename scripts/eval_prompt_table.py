@@ -10,7 +10,7 @@ prints one Markdown table.
 
     .venv/bin/python scripts/eval_prompt_table.py [--models engines/prompt-v1 ...]
         [--normals 0 16] [--adapt] [--training-free] [--datasets magtile neu-det]
-        [--limit N]
+        [--params JSON] [--limit N]
 """
 
 from __future__ import annotations
@@ -68,6 +68,9 @@ def main() -> None:
     ap.add_argument("--training-free", action="store_true",
                     help="add rows of the training-free matcher (detector kind match)")
     ap.add_argument("--datasets", nargs="+", default=["magtile", "neu-det"])
+    ap.add_argument("--params", type=json.loads, default=None,
+                    help='more detector.params of the models, as JSON, e.g. '
+                         '\'{"adapt_threads": 1}\'')
     ap.add_argument("--limit", type=int, default=None, help="first N test images only")
     args = ap.parse_args()
     for ds in args.datasets:
@@ -89,7 +92,8 @@ def main() -> None:
                     run_eval(EvalSettings(data=args.data / ds, model=model, shots=args.shots,
                                           seeds=args.seeds, threads=args.threads, out=out,
                                           normals=normals, limit=args.limit,
-                                          adapt="on" if adapt else "off", detector=kind))
+                                          adapt="on" if adapt else "off", detector=kind,
+                                          params=args.params if kind == "prompt" else None))
                 except ValueError as exc:  # e.g. NEU-DET: no defect-free image to draw
                     print(f"{ds}, {name}, {normals} good parts: not run: {exc}",
                           file=sys.stderr)

@@ -43,9 +43,9 @@ class AdaptConfig:
 
     seed: int = 0
     size: int = 320  # the detector's input side
-    images: int = 48  # synthetic training images (pasted defects)
-    steps: int = 150  # fine-tuning episodes
-    max_seconds: float = 150.0  # safety cap on the fine-tuning loop (then it stops early)
+    images: int = 160  # synthetic training images (pasted defects)
+    steps: int = 1500  # fine-tuning episodes
+    max_seconds: float = 120.0  # safety cap on the fine-tuning loop (then it stops early)
     lr: float = 2e-3
     threads: int = 2
     negatives: int = 8  # good parts kept as they are (defect-free queries)

@@ -66,9 +66,15 @@ class PromptParams(DetectorParams):
     # enrolment-time adaptation to the recipe (inspector.training.adapt): "auto" when torch
     # is installed, "on" requires it, "off" (default) enrols prototypes only
     adapt: Literal["off", "auto", "on"] = "off"
-    adapt_steps: Annotated[int, Field(ge=1, le=5000)] = 150
+    adapt_steps: Annotated[int, Field(ge=1, le=5000)] = 1500
+    adapt_images: Annotated[int, Field(ge=1, le=1000)] = 160  # synthetic pasted images
     adapt_seed: int = 0
     adapt_threads: Annotated[int, Field(ge=1, le=64)] = 2
+    # fit each class's box size to its examples at enrolment: the head runs on the prompt
+    # images, and the query that best covers each example says how much too large or
+    # small this product's boxes come out (a model's box sizes do not carry over to a
+    # product it never saw); "off" keeps the head's boxes as they are
+    box_fit: Literal["off", "on"] = "off"
 
 
 def resolve_model(model: str) -> Path:
@@ -93,6 +99,13 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> list[int]:
     return keep
 
 
+def _scaled(boxes: np.ndarray, factor: np.ndarray) -> np.ndarray:
+    """(n, 4) x1 y1 x2 y2 boxes scaled about their centres by (fx, fy)."""
+    c = (boxes[:, :2] + boxes[:, 2:]) / 2
+    half = (boxes[:, 2:] - boxes[:, :2]) / 2 * factor
+    return np.concatenate([c - half, c + half], 1)
+
+
 class PromptDetector(EncodedDetector):
     """The visual-prompt detector: prototypes from the prompts, graphs run on a backend."""
 
@@ -112,6 +125,7 @@ class PromptDetector(EncodedDetector):
         manifest = json.loads((self.model_dir / "manifest.json").read_text(encoding="utf-8"))
         self.size_prior = bool(manifest.get("net_config", {}).get("size_prior", False))
         self.sizes = np.zeros((0, 2), np.float32)
+        self.box_gain = np.zeros((0, 2), np.float32)  # per class log (w, h) box factor
         self.embeddings = np.zeros((0, 0), np.float32)
         self.prompt_ids: list[str] = []
         self.prompt_classes: list[str] = []
@@ -155,7 +169,7 @@ class PromptDetector(EncodedDetector):
 
         p = self.params
         cfg = AdaptConfig(seed=p.adapt_seed, size=p.size, steps=p.adapt_steps,
-                          threads=p.adapt_threads)
+                          images=p.adapt_images, threads=p.adapt_threads)
         folder, self.adapt_record = adapt_model(self.model_dir, prompts, normals, cfg,
                                                 self._adapt_root(), progress)
         self._adapted = {g: (folder / f"{g}.onnx").read_bytes() for g in ("prompt", "head")}
@@ -183,16 +197,19 @@ class PromptDetector(EncodedDetector):
         sq = resize_square(image, self.params.size)
         return self.backend.run("encoder", {"image": to_input(sq)})["tokens"]
 
-    def embed(self, prompts: list[PromptExample], progress: bool = False) -> np.ndarray:
-        """(P, D) unit SSPE embeddings of the prompt examples."""
+    def embed(self, prompts: list[PromptExample], progress: bool = False,
+              tokens_of: dict[int, np.ndarray] | None = None) -> np.ndarray:
+        """(P, D) unit SSPE embeddings of the prompt examples; `tokens_of` (by id of
+        the image), when given, collects each prompt image's tokens."""
         from tqdm import tqdm
 
         size = self.params.size
-        out, tokens_of = [], {}
+        out = []
+        tokens_of = {} if tokens_of is None else tokens_of
         for p in tqdm(prompts, desc="enrol prompts", disable=not progress):
             key = id(p.image)
             if key not in tokens_of:
-                tokens_of = {key: self.encode(p.image)}  # prompts come grouped by image
+                tokens_of[key] = self.encode(p.image)
             sq = resize_square(p.image, size)
             box = scale_box(p.bbox, p.image.shape[:2], size)
             mask = None if p.mask is None else resize_mask(p.mask, size)
@@ -206,7 +223,8 @@ class PromptDetector(EncodedDetector):
     def enroll(self, prompts: list[PromptExample], normals: list[np.ndarray],
                progress: bool = False) -> None:
         self._adapt(prompts, normals, progress)
-        emb = self.embed(prompts, progress)
+        tokens_of: dict[int, np.ndarray] = {}
+        emb = self.embed(prompts, progress, tokens_of)
         classes = list(dict.fromkeys(p.cls for p in prompts))
         protos = []
         for c in classes:
@@ -215,6 +233,9 @@ class PromptDetector(EncodedDetector):
         self.classes = classes
         self.protos = np.array(protos, np.float32).reshape(len(classes), -1)
         self.sizes = self._class_sizes(prompts, classes)
+        self.box_gain = np.zeros((len(classes), 2), np.float32)
+        if self.params.box_fit == "on":
+            self.box_gain = self._fit_boxes(prompts, tokens_of)
         self.embeddings = emb
         self.prompt_ids = [p.prompt_id for p in prompts]
         self.prompt_classes = [p.cls for p in prompts]
@@ -229,9 +250,40 @@ class PromptDetector(EncodedDetector):
             out.append(np.log(np.maximum(np.array(wh, np.float64), 1.0)).mean(0))
         return np.array(out, np.float32).reshape(len(classes), 2)
 
+    def _fit_boxes(self, prompts: list[PromptExample],
+                   tokens_of: dict[int, np.ndarray]) -> np.ndarray:
+        """(C, 2) log width and height factors that make each class's boxes the size of
+        its examples: per example, the best-scoring query of its class whose box centre
+        lies on the example; per class, the median log ratio of example to query size,
+        within a factor of 4. A class whose examples no query lands on keeps factor 1."""
+        size, c_of = self.params.size, {c: i for i, c in enumerate(self.classes)}
+        logs: list[list[tuple[float, float]]] = [[] for _ in self.classes]
+        head: dict[int, dict[str, np.ndarray]] = {}
+        for p in prompts:
+            key = id(p.image)
+            if key not in head:
+                feed = {"tokens": tokens_of[key], "prototypes": self.protos}
+                if self.size_prior:
+                    feed["sizes"] = self.sizes
+                head[key] = self.backend.run("head", feed)
+            c = c_of[p.cls]
+            b, s = head[key]["boxes"][c], head[key]["scores"][c]
+            x, y, w, h = scale_box(p.bbox, p.image.shape[:2], size)
+            cx, cy = (b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2
+            on = (cx >= x) & (cx <= x + w) & (cy >= y) & (cy <= y + h)
+            if not on.any():
+                continue
+            j = int(np.argmax(np.where(on, s, -np.inf)))
+            pw, ph = max(float(b[j, 2] - b[j, 0]), 1.0), max(float(b[j, 3] - b[j, 1]), 1.0)
+            logs[c].append((np.log(max(w, 1.0) / pw), np.log(max(h, 1.0) / ph)))
+        lim = float(np.log(4.0))
+        out = [np.clip(np.median(np.array(v), 0), -lim, lim) if v else np.zeros(2)
+               for v in logs]
+        return np.array(out, np.float32).reshape(len(self.classes), 2)
+
     def enrolled_state(self) -> dict[str, np.ndarray] | None:
         state = {"prototypes": self.protos, "classes": np.array(self.classes, dtype=str),
-                 "sizes": self.sizes,
+                 "sizes": self.sizes, "box_gain": self.box_gain,
                  "embeddings": self.embeddings, "prompt_ids": np.array(self.prompt_ids, dtype=str),
                  "prompt_classes": np.array(self.prompt_classes, dtype=str)}
         for g, data in self._adapted.items():
@@ -255,7 +307,11 @@ class PromptDetector(EncodedDetector):
         if self.size_prior and sizes.shape != (len(classes), 2):
             raise ValueError(f"enrolled state: sizes of shape {sizes.shape} for "
                              f"{len(classes)} classes")
-        self.protos, self.classes, self.sizes = protos, classes, sizes
+        gain = np.asarray(state.get("box_gain", np.zeros((len(classes), 2))), np.float32)
+        if gain.shape != (len(classes), 2):
+            raise ValueError(f"enrolled state: box_gain of shape {gain.shape} for "
+                             f"{len(classes)} classes")
+        self.protos, self.classes, self.sizes, self.box_gain = protos, classes, sizes, gain
         self.embeddings = np.asarray(state.get("embeddings", np.zeros((0, 0))), np.float32)
         self.prompt_ids = [str(p) for p in state.get("prompt_ids", [])]
         self.prompt_classes = [str(c) for c in state.get("prompt_classes", [])]
@@ -301,6 +357,8 @@ class PromptDetector(EncodedDetector):
             if not len(ok):
                 continue
             b = boxes[c, ok].copy()
+            if own and self.box_gain.shape[0] == len(classes) and self.box_gain[c].any():
+                b = _scaled(b, np.exp(self.box_gain[c]))
             b[:, [0, 2]] = np.clip(b[:, [0, 2]], 0, p.size)
             b[:, [1, 3]] = np.clip(b[:, [1, 3]], 0, p.size)
             for j in nms(b, scores[c, ok], p.nms_iou):
@@ -377,6 +435,8 @@ class PromptDetector(EncodedDetector):
             p = self.params
             if p.adapt != "off":  # the enrolment differs, so must the cache key
                 h.update(f"\0adapt={p.adapt},{p.adapt_steps},{p.adapt_seed},"
-                         f"{p.adapt_threads}".encode())
+                         f"{p.adapt_threads},{p.adapt_images}".encode())
+            if p.box_fit != "off":
+                h.update(f"\0box_fit={p.box_fit}".encode())
             self._sha = h.hexdigest()
         return self._sha

@@ -136,3 +136,48 @@ def test_a_size_prior_model_takes_the_examples_sizes(tmp_path: Path):
     state["sizes"] = state["sizes"][:1]
     with pytest.raises(ValueError, match="sizes"):
         other.load_enrolled_state(state)
+
+
+def test_box_fit_sizes_each_class_to_its_examples(model):
+    """With box_fit on, enrolment measures on the prompt images how much too large or small
+    the head's boxes come out and scales them: on a prompt image, the best query centred
+    on the example then has the example's size (unless the factor hit its limit of 4).
+    The factors travel in the enrolled state and change the cache key."""
+    folder, size = model
+    params = {"model": str(folder), "backend": "onnxruntime", "size": size, "min_score": 0.0,
+              "threads": 1, "nms_iou": 1.0, "max_detections": 10_000}
+    plain, fit = PromptDetector(params), PromptDetector({**params, "box_fit": "on"})
+    # large examples, so that some of an untrained head's queries lie on each
+    prompts = [PromptExample(f"{p.cls}-big", p.cls, p.image,
+                             (0.2 * size, 0.25 * size, (0.35 + 0.1 * i) * size, 0.5 * size), None)
+               for i, p in enumerate(_prompts(size))]
+    plain.enroll(prompts, [])
+    fit.enroll(prompts, [])
+    assert not plain.box_gain.any() and fit.box_gain.shape == (3, 2)
+    assert fit.box_gain.any() and np.all(np.abs(fit.box_gain) <= np.log(4) + 1e-6)
+    assert plain.model_sha256 != fit.model_sha256
+    checked = 0
+    for c, p in enumerate(prompts):
+        if np.any(np.abs(fit.box_gain[c]) >= np.log(4) - 1e-4):
+            continue  # clipped: the box cannot reach the example's size
+        tokens = fit.encode(p.image)
+        x, y, w, h = p.bbox
+        on = [d for d in fit.detect_tokens(tokens, p.image.shape[:2]) if d.cls == p.cls
+              and x <= d.bbox[0] + d.bbox[2] / 2 <= x + w
+              and y <= d.bbox[1] + d.bbox[3] / 2 <= y + h]
+        if not on:
+            continue  # its boxes were cut at the frame edge, which moved their centres
+        best = max(on, key=lambda d: d.score)
+        bx, by, bw, bh = best.bbox
+        if bx <= 0 or by <= 0 or bx + bw >= size or by + bh >= size:
+            continue  # cut at the frame edge
+        assert np.allclose((bw, bh), (max(w, 1), max(h, 1)), rtol=0.02, atol=0.5)
+        checked += 1
+    assert checked, "no class to check: every factor clipped or every box at the edge"
+    other = PromptDetector({**params, "box_fit": "on"})
+    other.load_enrolled_state(fit.enrolled_state())
+    assert np.array_equal(other.box_gain, fit.box_gain)
+    state = fit.enrolled_state()
+    state["box_gain"] = state["box_gain"][:2]
+    with pytest.raises(ValueError, match="box_gain"):
+        other.load_enrolled_state(state)

@@ -108,14 +108,16 @@ def test_enrolment_adapts_restores_from_state_and_reuses_its_folder(tmp_path, tm
     model = tiny_model(tmp_path_factory)
     prompts, normals = _prompts()
     params = {"model": str(model), "size": SIZE, "adapt": "on", "adapt_steps": 2,
-              "state_dir": str(tmp_path / "state"), "min_score": 0.0}
+              "adapt_images": 5, "state_dir": str(tmp_path / "state"), "min_score": 0.0}
     plain = PromptDetector({**params, "adapt": "off"})
     det = PromptDetector(params)
     assert det.model_sha256 != plain.model_sha256  # the adaptation is part of the key
+    assert det.model_sha256 != PromptDetector({**params, "adapt_images": 6}).model_sha256
     before = det.model_sha256
     det.enroll(prompts, normals)
     rec = det.adapt_record
     assert rec is not None and rec["steps_done"] == 2 and rec["instances"] > len(prompts)
+    assert rec["config"]["images"] == 5
     assert det.paths["head"].read_bytes() != (model / "head.onnx").read_bytes()
     assert det.paths["encoder"].read_bytes() == (model / "encoder.onnx").read_bytes()
     assert det.model_sha256 != before
