@@ -24,6 +24,7 @@ import hashlib
 import json
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -34,7 +35,7 @@ from inspector.inference.detectors.base import PromptExample
 from inspector.inference.detectors.prompt_inputs import resize_mask, resize_square, scale_box
 from inspector.training.episodes import Instance, Sample
 
-ADAPT_VERSION = 1
+ADAPT_VERSION = 2  # /2: tokens from the encoder graph (ONNX Runtime)
 
 
 @dataclass
@@ -201,8 +202,11 @@ class _Memory:
         return len(self._samples)
 
 
-def adapt_net(net, samples: list[Sample], cfg: AdaptConfig, progress: bool = False) -> dict:
-    """Fine-tune `net`'s prompt encoder and head in place on `samples`; returns a record."""
+def adapt_net(net, samples: list[Sample], cfg: AdaptConfig, progress: bool = False,
+              encode: Callable[[np.ndarray], np.ndarray] | None = None) -> dict:
+    """Fine-tune `net`'s prompt encoder and head in place on `samples`; returns a record.
+    `encode` (input batch -> tokens: the model's exported encoder graph) computes the
+    frozen tokens; without it the torch backbone and fusion do."""
     import torch
     from tqdm import tqdm
 
@@ -212,17 +216,18 @@ def adapt_net(net, samples: list[Sample], cfg: AdaptConfig, progress: bool = Fal
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     t0 = time.monotonic()
-    cache = FeatureCache.build([_Memory("recipe", samples)], cfg.size, progress=False)
+    cache = FeatureCache.build([_Memory("recipe", samples)], cfg.size, progress=False,
+                               encode=encode)
     for p in net.backbone.parameters():
         p.requires_grad_(False)
     for p in net.fusion.parameters():  # tokens (and the encoder graph) stay as they are
         p.requires_grad_(False)
-    # so the fusion's tokens are computed once and stand in for the backbone features
-    with torch.no_grad():
-        f8 = torch.from_numpy(cache.a["f8"].astype(np.float32))
-        f16 = torch.from_numpy(cache.a["f16"].astype(np.float32))
-        cache.a["f8"] = net.fusion(f8, f16).numpy()
-        cache.a["f16"] = np.zeros((len(f8), 1, 1, 1), np.float32)
+    if encode is None:  # the fusion's tokens, computed once, stand in for the features
+        with torch.no_grad():
+            f8 = torch.from_numpy(cache.a["f8"].astype(np.float32))
+            f16 = torch.from_numpy(cache.a["f16"].astype(np.float32))
+            cache.a["f8"] = net.fusion(f8, f16).numpy()
+            cache.a["f16"] = np.zeros((len(f8), 1, 1, 1), np.float32)
     features_s = time.monotonic() - t0
 
     class Given(torch.nn.Module):
@@ -291,6 +296,7 @@ def adapt_model(model_dir: Path, prompts: list[PromptExample], normals: list[np.
                 cfg: AdaptConfig, out_root: Path, progress: bool = False) -> tuple[Path, dict]:
     """An adapted model folder for this recipe under `out_root` (reused when it exists):
     the base encoder.onnx, adapted prompt.onnx and head.onnx, weights.pt, adapt.json."""
+    from inspector.inference.runtimes import open_backend
     from inspector.inference.runtimes.base import write_pinned_manifest
     from inspector.training.export import export
     from inspector.training.train import load_net
@@ -304,7 +310,13 @@ def adapt_model(model_dir: Path, prompts: list[PromptExample], normals: list[np.
     t0 = time.monotonic()
     net = load_net(model_dir)
     samples = synthesize(prompts, normals, cfg)
-    record = adapt_net(net, samples, cfg, progress)
+    encoder = open_backend("onnxruntime", model_dir, None, threads=cfg.threads)
+
+    def encode(batch: np.ndarray) -> np.ndarray:
+        return np.concatenate([encoder.run("encoder", {"image": x[None]})["tokens"]
+                               for x in batch])
+
+    record = adapt_net(net, samples, cfg, progress, encode)
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     export(net, tmp, cfg.size, graphs=("prompt", "head"))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -144,13 +145,18 @@ class FeatureCache:
 
     @classmethod
     def build(cls, sources: list[Source], size: int, progress: bool = True,
-              batch: int = 16) -> FeatureCache:
+              batch: int = 16,
+              encode: Callable[[np.ndarray], np.ndarray] | None = None) -> FeatureCache:
+        """`encode`, when given, maps an input batch (B, 1, size, size) to tokens
+        (B, D, size/8, size/8) of a frozen fusion (the exported encoder graph): the cache
+        then holds those tokens in "f8" (float32) and a dummy "f16", for enrolment-time
+        adaptation, which runs the encoder graph many times faster than the torch backbone."""
         import torch
 
         from inspector.training.backbone import Lite0Features
 
         torch.manual_seed(0)
-        backbone = Lite0Features(pretrained=True).eval()
+        backbone = None if encode else Lite0Features(pretrained=True).eval()
         classes: list[str] = []
         f8s, f16s, img_src = [], [], []
         inst: dict[str, list] = {k: [] for k in ("image", "cls", "box", "w8", "cov4", "spec",
@@ -162,10 +168,16 @@ class FeatureCache:
         def flush() -> None:
             if not pending:
                 return
-            with torch.no_grad():
-                f8, f16 = backbone(torch.from_numpy(np.concatenate(pending)))
-            f8s.append(f8.numpy().astype(np.float16))
-            f16s.append(f16.numpy().astype(np.float16))
+            x = np.concatenate(pending)
+            if encode is not None:
+                f8s.append(encode(x).astype(np.float32))
+                f16s.append(np.zeros((len(x), 1, 1, 1), np.float16))
+            else:
+                assert backbone is not None
+                with torch.no_grad():
+                    f8, f16 = backbone(torch.from_numpy(x))
+                f8s.append(f8.numpy().astype(np.float16))
+                f16s.append(f16.numpy().astype(np.float16))
             pending.clear()
 
         for si, src in enumerate(sources):

@@ -178,3 +178,32 @@ def test_eval_reports_enrolment_time_good_parts_and_error_split(tmp_path: Path,
     assert r["normals"] == 2 and r["enrol_s"]["max"] >= r["enrol_s"]["mean"] > 0
     assert "never_localised" in md and "Enrolment" in md
     assert "Ranking" in md and 0.0 <= r["per_seed"][0]["ranking"]["localised"] <= 1.0
+
+
+def test_tokens_from_the_encoder_graph_match_the_torch_fusion(tmp_path_factory):
+    """Adaptation takes its frozen tokens from the exported encoder (ONNX Runtime, many
+    times faster than the torch backbone); they are the tokens the torch fusion gives."""
+    torch = pytest.importorskip("torch")
+    from inspector.inference.runtimes import open_backend
+    from inspector.training.adapt import _Memory
+    from inspector.training.episodes import FeatureCache
+    from inspector.training.train import load_net
+    from tests.helpers.prompt_fixtures import SIZE, tiny_model
+
+    model = tiny_model(tmp_path_factory)
+    prompts, normals = _prompts()
+    samples = synthesize(prompts, normals, AdaptConfig(size=SIZE, images=3, seed=2))
+    enc = open_backend("onnxruntime", model, None, threads=1)
+    src = [_Memory("recipe", samples)]
+    onnx = FeatureCache.build(src, SIZE, progress=False, batch=4, encode=lambda b: np.concatenate(
+        [enc.run("encoder", {"image": x[None]})["tokens"] for x in b]))
+    ref = FeatureCache.build(src, SIZE, progress=False, batch=4)
+    net = load_net(model)
+    with torch.no_grad():
+        tokens = net.fusion(torch.from_numpy(ref.a["f8"].astype(np.float32)),
+                            torch.from_numpy(ref.a["f16"].astype(np.float32))).numpy()
+    assert onnx.a["f8"].shape == tokens.shape and onnx.a["f8"].dtype == np.float32
+    # the torch path stores the backbone features as float16, hence the tolerance
+    assert np.abs(onnx.a["f8"] - tokens).max() < 1e-3 * np.abs(tokens).max()
+    for k in ("inst_box", "inst_w8", "inst_cls", "img_source"):
+        assert np.array_equal(onnx.a[k], ref.a[k])
