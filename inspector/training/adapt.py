@@ -46,10 +46,11 @@ class AdaptConfig:
     size: int = 320  # the detector's input side
     images: int = 160  # synthetic training images (pasted defects)
     steps: int = 1500  # fine-tuning episodes
-    max_seconds: float = 120.0  # safety cap on the fine-tuning loop (then it stops early)
+    max_seconds: float = 150.0  # safety cap on the fine-tuning loop (then it stops early)
     lr: float = 2e-3
     threads: int = 2
     negatives: int = 8  # good parts kept as they are (defect-free queries)
+    max_classes: int = 3  # classes per fine-tuning episode
 
 
 @dataclass
@@ -243,7 +244,7 @@ def adapt_net(net, samples: list[Sample], cfg: AdaptConfig, progress: bool = Fal
         p.requires_grad_(True)
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=1e-4)
     tcfg = TrainConfig(seed=cfg.seed, size=cfg.size, threads=cfg.threads)
-    sampler = EpisodeSampler(cache, cfg.seed)
+    sampler = EpisodeSampler(cache, cfg.seed, max_classes=cfg.max_classes)
     gen = torch.Generator().manual_seed(cfg.seed)
     net.train()
     net.backbone.eval()

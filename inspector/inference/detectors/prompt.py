@@ -73,8 +73,10 @@ class PromptParams(DetectorParams):
     # fit each class's box size to its examples at enrolment: the head runs on the prompt
     # images, and the query that best covers each example says how much too large or
     # small this product's boxes come out (a model's box sizes do not carry over to a
-    # product it never saw); "off" keeps the head's boxes as they are
-    box_fit: Literal["off", "on"] = "off"
+    # product it never saw); "off" keeps the head's boxes as they are; "auto" fits when
+    # the enrolment adapted (measured: it helps an unseen product, and costs a trained
+    # domain half a point without adaptation; docs/prompt-matching.md)
+    box_fit: Literal["off", "auto", "on"] = "auto"
 
 
 def resolve_model(model: str) -> Path:
@@ -234,7 +236,8 @@ class PromptDetector(EncodedDetector):
         self.protos = np.array(protos, np.float32).reshape(len(classes), -1)
         self.sizes = self._class_sizes(prompts, classes)
         self.box_gain = np.zeros((len(classes), 2), np.float32)
-        if self.params.box_fit == "on":
+        fit = self.params.box_fit
+        if fit == "on" or (fit == "auto" and self.adapt_record is not None):
             self.box_gain = self._fit_boxes(prompts, tokens_of)
         self.embeddings = emb
         self.prompt_ids = [p.prompt_id for p in prompts]
@@ -435,8 +438,8 @@ class PromptDetector(EncodedDetector):
             p = self.params
             if p.adapt != "off":  # the enrolment differs, so must the cache key
                 h.update(f"\0adapt={p.adapt},{p.adapt_steps},{p.adapt_seed},"
-                         f"{p.adapt_threads},{p.adapt_images}".encode())
-            if p.box_fit != "off":
-                h.update(f"\0box_fit={p.box_fit}".encode())
+                         f"{p.adapt_threads},{p.adapt_images},box_fit={p.box_fit}".encode())
+            elif p.box_fit == "on":  # ("auto" fits only an adapted enrolment)
+                h.update(b"\0box_fit=on")
             self._sha = h.hexdigest()
         return self._sha

@@ -123,6 +123,8 @@ def test_enrolment_adapts_restores_from_state_and_reuses_its_folder(tmp_path, tm
     assert det.model_sha256 != before
     plain.enroll(prompts, normals)
     assert not np.allclose(plain.protos, det.protos)  # adapted prompt graph
+    assert not plain.box_gain.any()  # box_fit "auto": boxes are fitted after adaptation only
+    assert det.box_gain.shape == (len(det.classes), 2)
     state = det.enrolled_state()
     other = PromptDetector({**params, "state_dir": str(tmp_path / "state2")})
     other.load_enrolled_state(state)
