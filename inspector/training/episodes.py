@@ -204,7 +204,7 @@ class FeatureCache:
                 bar.update(1)
         flush()
         bar.close()
-        arrays = {
+        arrays: dict[str, np.ndarray] = {
             "f8": np.concatenate(f8s), "f16": np.concatenate(f16s),
             "img_source": np.array(img_src, np.int64),
             "inst_image": np.array(inst["image"], np.int64),

@@ -202,22 +202,26 @@ class PromptDetector(EncodedDetector):
     def embed(self, prompts: list[PromptExample], progress: bool = False,
               tokens_of: dict[int, np.ndarray] | None = None) -> np.ndarray:
         """(P, D) unit SSPE embeddings of the prompt examples; `tokens_of` (by id of
-        the image), when given, collects each prompt image's tokens."""
+        the image), when given, collects each prompt image's tokens (else only the
+        current image's are held: large inputs make large tokens)."""
         from tqdm import tqdm
 
         size = self.params.size
         out = []
-        tokens_of = {} if tokens_of is None else tokens_of
+        keep = tokens_of is not None
+        held: dict[int, np.ndarray] = tokens_of if tokens_of is not None else {}
         for p in tqdm(prompts, desc="enrol prompts", disable=not progress):
             key = id(p.image)
-            if key not in tokens_of:
-                tokens_of[key] = self.encode(p.image)
+            if key not in held:
+                if not keep:
+                    held.clear()  # prompts come grouped by image
+                held[key] = self.encode(p.image)
             sq = resize_square(p.image, size)
             box = scale_box(p.bbox, p.image.shape[:2], size)
             mask = None if p.mask is None else resize_mask(p.mask, size)
             w = token_weights(mask, box, size)[None]
             spec = prompt_spectrum(sq, box)[None]
-            e = self.backend.run("prompt", {"tokens": tokens_of[key], "weights": w,
+            e = self.backend.run("prompt", {"tokens": held[key], "weights": w,
                                             "spectrum": spec})["embedding"]
             out.append(e[0])
         return np.array(out, np.float32).reshape(len(out), -1)
@@ -225,7 +229,9 @@ class PromptDetector(EncodedDetector):
     def enroll(self, prompts: list[PromptExample], normals: list[np.ndarray],
                progress: bool = False) -> None:
         self._adapt(prompts, normals, progress)
-        tokens_of: dict[int, np.ndarray] = {}
+        fit = self.params.box_fit == "on" or (self.params.box_fit == "auto"
+                                              and self.adapt_record is not None)
+        tokens_of: dict[int, np.ndarray] | None = {} if fit else None
         emb = self.embed(prompts, progress, tokens_of)
         classes = list(dict.fromkeys(p.cls for p in prompts))
         protos = []
@@ -236,8 +242,7 @@ class PromptDetector(EncodedDetector):
         self.protos = np.array(protos, np.float32).reshape(len(classes), -1)
         self.sizes = self._class_sizes(prompts, classes)
         self.box_gain = np.zeros((len(classes), 2), np.float32)
-        fit = self.params.box_fit
-        if fit == "on" or (fit == "auto" and self.adapt_record is not None):
+        if tokens_of is not None:
             self.box_gain = self._fit_boxes(prompts, tokens_of)
         self.embeddings = emb
         self.prompt_ids = [p.prompt_id for p in prompts]
