@@ -20,6 +20,7 @@ import json
 import sys
 from pathlib import Path
 
+from inspector.evaluation.errors import mean_ranking
 from inspector.evaluation.report import pct
 from inspector.evaluation.run import EvalSettings, run_eval
 
@@ -44,13 +45,13 @@ def ranking_table(rows: list, datasets: list[str]) -> None:
     for name, normals, r in rows:
         vals = []
         for ds in datasets:
-            ranks = [s["ranking"] for s in (r[ds] or {}).get("per_seed", []) if "ranking" in s]
-            if not ranks:
+            mean = mean_ranking((r[ds] or {}).get("per_seed", []))
+            if not mean:
                 vals += ["n/a", "n/a"]
                 continue
             star = "*" if r[ds]["_open"] else ""
-            vals.append(f"{100 * sum(k['localised'] for k in ranks) / len(ranks):.0f} %{star}")
-            vals.append(f"{sum(k['score_auc'] for k in ranks) / len(ranks):.2f}{star}")
+            vals.append(f"{100 * mean['localised']:.0f} %{star}")
+            vals.append(f"{mean['score_auc']:.2f}{star}")
         print(f"| {name} | {normals} | " + " | ".join(vals) + " |")
 
 

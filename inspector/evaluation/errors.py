@@ -73,11 +73,13 @@ def error_split(gt: dict, dets: list[dict], iou: float = 0.5) -> dict[str, dict[
     return out
 
 
-def ranking(gt: dict, dets: list[dict], iou: float = 0.5) -> dict[str, float | int]:
+def ranking(gt: dict, dets: list[dict], iou: float = 0.5,
+            split: dict[str, dict[str, int]] | None = None) -> dict[str, float | int]:
     """How well scores rank: `score_auc`, the chance that a true-positive detection (its
     class, IoU >= `iou` with a defect of that class) outscores a false positive (ties
     count half; 0.5 = no better than chance), per-class pairs only (AP is per class);
-    `localised`, the share of defects any detection of any class boxes at `iou`."""
+    `localised`, the share of defects any detection of any class boxes at `iou` (from
+    `split`, the `error_split` of the same detections, when the caller has it)."""
     from scipy.stats import rankdata
 
     gt_boxes: dict[tuple[int, int], list] = {}
@@ -94,11 +96,24 @@ def ranking(gt: dict, dets: list[dict], iou: float = 0.5) -> dict[str, float | i
             r = rankdata(np.array(tps + fps))
             wins += float(r[: len(tps)].sum()) - len(tps) * (len(tps) + 1) / 2
             pairs += len(tps) * len(fps)
-    never = sum(c["never_localised"] for c in error_split(gt, dets, iou).values())
+    split = error_split(gt, dets, iou) if split is None else split
+    never = sum(c["never_localised"] for c in split.values())
     n_tp = sum(len(v[0]) for v in by_class.values())
     return {"score_auc": round(wins / pairs, 4) if pairs else float("nan"),
             "true_positives": n_tp, "false_positives": len(dets) - n_tp,
             "localised": round(1 - never / max(len(gt["annotations"]), 1), 4)}
+
+
+def mean_ranking(per_seed: list[dict]) -> dict[str, float] | None:
+    """Mean over seeds of `ranking` (the seeds' "ranking" entries): `score_auc` over the
+    seeds where it is defined (nan when none is: no true or no false positive), and
+    `localised`; None when no seed has a ranking."""
+    ranks = [s["ranking"] for s in per_seed if s.get("ranking")]
+    if not ranks:
+        return None
+    aucs = [r["score_auc"] for r in ranks if not np.isnan(r["score_auc"])]
+    return {"score_auc": float(np.mean(aucs)) if aucs else float("nan"),
+            "localised": float(np.mean([r["localised"] for r in ranks]))}
 
 
 def add_splits(splits: list[dict[str, dict[str, int]]]) -> dict[str, dict[str, int]]:

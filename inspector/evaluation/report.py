@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
+from inspector.evaluation.errors import OUTCOMES, mean_ranking
 from inspector.evaluation.plotting import line_chart
 
 
@@ -41,8 +40,6 @@ def markdown(result: dict) -> str:
                      + (f" {pct(s['mask_ap50'])} |" if has_mask else ""))
     errors = result.get("errors")
     if errors:
-        from inspector.evaluation.errors import OUTCOMES
-
         lines += ["", "Where the test defects went (boxes, IoU 0.5, summed over seeds): found; "
                   "scored below the best false positive on a clean test image; overlapped "
                   "only by other classes; never localised by any query.", "",
@@ -51,15 +48,12 @@ def markdown(result: dict) -> str:
             n = max(sum(counts.values()), 1)
             lines.append(f"| {name} | " + " | ".join(
                 f"{counts[k]} ({100 * counts[k] / n:.0f} %)" for k in OUTCOMES) + " |")
-    ranks = [s["ranking"] for s in result["per_seed"] if s.get("ranking")]
-    aucs = [r["score_auc"] for r in ranks if not np.isnan(r["score_auc"])]
-    if ranks:
-        auc = np.mean(aucs) if aucs else float("nan")  # nan: no true or no false positive
-        loc = np.mean([r["localised"] for r in ranks])
+    mean = mean_ranking(result["per_seed"])
+    if mean:
         lines += ["", f"Ranking (mean over seeds): a true positive outscores a false positive "
-                  f"of its class with probability {auc:.2f} (0.50 = chance); "
-                  f"{100 * loc:.0f} % of the defects are boxed at IoU 0.5 by some detection "
-                  "of any class."]
+                  f"of its class with probability {mean['score_auc']:.2f} (0.50 = chance); "
+                  f"{100 * mean['localised']:.0f} % of the defects are boxed at IoU 0.5 by "
+                  "some detection of any class."]
     if "enrol_s" in result:
         lines += ["", f"Enrolment (adapt: {result.get('adapt', 'off')}, "
                   f"{result.get('normals', 0)} good part(s)): mean "

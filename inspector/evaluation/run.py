@@ -166,7 +166,7 @@ def run_eval(s: EvalSettings) -> str:
         segm = coco_ap50(test, dets_segm, "segm") if has_masks else None
         splits.append(error_split(test, dets_box))
         per_seed.append({"seed": seed, "enrol_s": round(enrol_s, 2),
-                         "ranking": ranking(test, dets_box),
+                         "ranking": ranking(test, dets_box, split=splits[-1]),
                          "adapt": getattr(det, "adapt_record", None), "errors": splits[-1],
                          "box_ap50": box["ap50"], "box_per_class": box["per_class"],
                          "mask_ap50": segm["ap50"] if segm else None,

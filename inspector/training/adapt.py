@@ -203,11 +203,24 @@ class _Memory:
         return len(self._samples)
 
 
-def adapt_net(net, samples: list[Sample], cfg: AdaptConfig, progress: bool = False,
-              encode: Callable[[np.ndarray], np.ndarray] | None = None) -> dict:
+def encoder_tokens(model_dir: Path, threads: int) -> Callable[[np.ndarray], np.ndarray]:
+    """Input batch (B, 1, H, W) -> tokens (B, D, H/8, W/8) by the model's exported encoder
+    graph on ONNX Runtime: the frozen backbone and fusion, many times faster than torch."""
+    from inspector.inference.runtimes import open_backend
+
+    encoder = open_backend("onnxruntime", Path(model_dir), None, threads=threads)
+
+    def encode(batch: np.ndarray) -> np.ndarray:
+        return np.concatenate([encoder.run("encoder", {"image": x[None]})["tokens"]
+                               for x in batch])
+
+    return encode
+
+
+def adapt_net(net, samples: list[Sample], cfg: AdaptConfig,
+              encode: Callable[[np.ndarray], np.ndarray], progress: bool = False) -> dict:
     """Fine-tune `net`'s prompt encoder and head in place on `samples`; returns a record.
-    `encode` (input batch -> tokens: the model's exported encoder graph) computes the
-    frozen tokens; without it the torch backbone and fusion do."""
+    `encode` (`encoder_tokens` of the model) computes the frozen tokens."""
     import torch
     from tqdm import tqdm
 
@@ -223,12 +236,6 @@ def adapt_net(net, samples: list[Sample], cfg: AdaptConfig, progress: bool = Fal
         p.requires_grad_(False)
     for p in net.fusion.parameters():  # tokens (and the encoder graph) stay as they are
         p.requires_grad_(False)
-    if encode is None:  # the fusion's tokens, computed once, stand in for the features
-        with torch.no_grad():
-            f8 = torch.from_numpy(cache.a["f8"].astype(np.float32))
-            f16 = torch.from_numpy(cache.a["f16"].astype(np.float32))
-            cache.a["f8"] = net.fusion(f8, f16).numpy()
-            cache.a["f16"] = np.zeros((len(f8), 1, 1, 1), np.float32)
     features_s = time.monotonic() - t0
 
     class Given(torch.nn.Module):
@@ -297,7 +304,6 @@ def adapt_model(model_dir: Path, prompts: list[PromptExample], normals: list[np.
                 cfg: AdaptConfig, out_root: Path, progress: bool = False) -> tuple[Path, dict]:
     """An adapted model folder for this recipe under `out_root` (reused when it exists):
     the base encoder.onnx, adapted prompt.onnx and head.onnx, weights.pt, adapt.json."""
-    from inspector.inference.runtimes import open_backend
     from inspector.inference.runtimes.base import write_pinned_manifest
     from inspector.training.export import export
     from inspector.training.train import load_net
@@ -311,13 +317,7 @@ def adapt_model(model_dir: Path, prompts: list[PromptExample], normals: list[np.
     t0 = time.monotonic()
     net = load_net(model_dir)
     samples = synthesize(prompts, normals, cfg)
-    encoder = open_backend("onnxruntime", model_dir, None, threads=cfg.threads)
-
-    def encode(batch: np.ndarray) -> np.ndarray:
-        return np.concatenate([encoder.run("encoder", {"image": x[None]})["tokens"]
-                               for x in batch])
-
-    record = adapt_net(net, samples, cfg, progress, encode)
+    record = adapt_net(net, samples, cfg, encoder_tokens(model_dir, cfg.threads), progress)
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     export(net, tmp, cfg.size, graphs=("prompt", "head"))

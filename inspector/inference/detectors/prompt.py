@@ -365,7 +365,7 @@ class PromptDetector(EncodedDetector):
             if not len(ok):
                 continue
             b = boxes[c, ok].copy()
-            if own and self.box_gain.shape[0] == len(classes) and self.box_gain[c].any():
+            if own and self.box_gain[c].any():  # enrolment sized it with the classes
                 b = _scaled(b, np.exp(self.box_gain[c]))
             b[:, [0, 2]] = np.clip(b[:, [0, 2]], 0, p.size)
             b[:, [1, 3]] = np.clip(b[:, [1, 3]], 0, p.size)

@@ -139,7 +139,7 @@ def test_enrolment_adapts_restores_from_state_and_reuses_its_folder(tmp_path, tm
 
 def test_adaptation_is_deterministic_for_a_seed(tmp_path_factory):
     torch = pytest.importorskip("torch")
-    from inspector.training.adapt import adapt_net
+    from inspector.training.adapt import adapt_net, encoder_tokens
     from inspector.training.train import load_net
     from tests.helpers.prompt_fixtures import tiny_model
 
@@ -150,7 +150,7 @@ def test_adaptation_is_deterministic_for_a_seed(tmp_path_factory):
     states = []
     for _ in range(2):
         net = load_net(model)
-        adapt_net(net, samples, cfg)
+        adapt_net(net, samples, cfg, encoder_tokens(model, 1))
         states.append(net.trainable_state())
     base = load_net(model).trainable_state()
     assert all(torch.equal(states[0][k], states[1][k]) for k in base)
@@ -186,8 +186,7 @@ def test_tokens_from_the_encoder_graph_match_the_torch_fusion(tmp_path_factory):
     """Adaptation takes its frozen tokens from the exported encoder (ONNX Runtime, many
     times faster than the torch backbone); they are the tokens the torch fusion gives."""
     torch = pytest.importorskip("torch")
-    from inspector.inference.runtimes import open_backend
-    from inspector.training.adapt import _Memory
+    from inspector.training.adapt import _Memory, encoder_tokens
     from inspector.training.episodes import FeatureCache
     from inspector.training.train import load_net
     from tests.helpers.prompt_fixtures import SIZE, tiny_model
@@ -195,10 +194,9 @@ def test_tokens_from_the_encoder_graph_match_the_torch_fusion(tmp_path_factory):
     model = tiny_model(tmp_path_factory)
     prompts, normals = _prompts()
     samples = synthesize(prompts, normals, AdaptConfig(size=SIZE, images=3, seed=2))
-    enc = open_backend("onnxruntime", model, None, threads=1)
     src = [_Memory("recipe", samples)]
-    onnx = FeatureCache.build(src, SIZE, progress=False, batch=4, encode=lambda b: np.concatenate(
-        [enc.run("encoder", {"image": x[None]})["tokens"] for x in b]))
+    onnx = FeatureCache.build(src, SIZE, progress=False, batch=4,
+                              encode=encoder_tokens(model, 1))
     ref = FeatureCache.build(src, SIZE, progress=False, batch=4)
     net = load_net(model)
     with torch.no_grad():
