@@ -2,14 +2,16 @@
 per enrolment (prompts only, or with N defect-free train images as good parts; with or
 without adaptation), with the enrolment time and latency, and whether the model saw
 each dataset in training (from its manifest): `*` marks a cell where it did not (open
-set). The training-free matcher (`inspector eval --detector match`) gets its own rows.
+set). The training-free matcher (`inspector eval --detector match`) gets its own rows, and
+with `--consensus` each model a row of the matcher confirmed by its heads
+(`--detector consensus`).
 
 Runs `inspector eval` (same code) for each model, enrolment and dataset of
 ../shared/data with k=4 prompts and seeds 0 1 2, writes each report under out/, and
 prints one Markdown table.
 
     .venv/bin/python scripts/eval_prompt_table.py [--models engines/prompt-v1 ...]
-        [--normals 0 16] [--adapt] [--training-free] [--datasets magtile neu-det]
+        [--normals 0 16] [--adapt] [--training-free] [--consensus] [--datasets magtile neu-det]
         [--params JSON] [--limit N]
 """
 
@@ -68,6 +70,9 @@ def main() -> None:
     ap.add_argument("--adapt", action="store_true", help="enrol with adaptation (torch)")
     ap.add_argument("--training-free", action="store_true",
                     help="add rows of the training-free matcher (detector kind match)")
+    ap.add_argument("--consensus", action="store_true",
+                    help="add, per model, rows of the matcher confirmed by that model's "
+                         "heads (detector kind consensus; adapted with --adapt)")
     ap.add_argument("--datasets", nargs="+", default=["magtile", "neu-det"])
     ap.add_argument("--params", type=json.loads, default=None,
                     help='more detector.params of the models, as JSON, e.g. '
@@ -79,22 +84,28 @@ def main() -> None:
             raise SystemExit(f"{args.data}: no {ds} dataset (../shared/data is needed)")
     rows = []
     runs = [(m, "prompt") for m in args.models] + (
+        [(m, "consensus") for m in args.models] if args.consensus else []) + (
         [(REPO / "engines", "match")] if args.training_free else [])
     for model, kind in runs:
-        seen = trained_on(model) if kind == "prompt" else set()
-        name = model.name if kind == "prompt" else "training-free matcher"
+        seen = trained_on(model) if kind != "match" else set()
+        name = {"prompt": model.name, "match": "training-free matcher"}.get(
+            kind, f"matcher confirmed by {model.name}")
         for normals in args.normals:
             res = {}
             for ds in args.datasets:
-                adapt = args.adapt and kind == "prompt"
+                adapt = args.adapt and kind != "match"
                 tag = (f"-n{normals}" if normals else "") + ("-adapt" if adapt else "")
-                out = REPO / "out" / f"eval-{ds}-{model.name if kind == 'prompt' else 'match'}{tag}"
+                stem = {"prompt": model.name, "match": "match"}.get(
+                    kind, f"{kind}-{model.name}")
+                out = REPO / "out" / f"eval-{ds}-{stem}{tag}"
+                params = {"prompt": args.params, "match": None}.get(
+                    kind, {"support": {"params": args.params or {}}})
                 try:
                     run_eval(EvalSettings(data=args.data / ds, model=model, shots=args.shots,
                                           seeds=args.seeds, threads=args.threads, out=out,
                                           normals=normals, limit=args.limit,
                                           adapt="on" if adapt else "off", detector=kind,
-                                          params=args.params if kind == "prompt" else None))
+                                          params=params))
                 except ValueError as exc:  # e.g. NEU-DET: no defect-free image to draw
                     print(f"{ds}, {name}, {normals} good parts: not run: {exc}",
                           file=sys.stderr)

@@ -151,9 +151,11 @@ def register(sub) -> None:
     e = sub.add_parser("eval", help="visual-prompt evaluation on a COCO-layout dataset")
     e.add_argument("--data", required=True, help="dataset folder (images/, annotations_*.json)")
     e.add_argument("--model", default=str(DEFAULT_MODEL))
-    e.add_argument("--detector", choices=["prompt", "match"], default="prompt",
+    e.add_argument("--detector", choices=["prompt", "match", "consensus"], default="prompt",
                    help="prompt: the trained heads of --model; match: training-free "
-                        "template matching x anomaly (inspector.inference.detectors.match)")
+                        "template matching (inspector.inference.detectors.match); "
+                        "consensus: the matcher confirmed by the heads of --model "
+                        "(adapted with --adapt; detectors/consensus.py)")
     e.add_argument("--params", type=_json_object, default=None,
                    help='more detector.params as JSON, e.g. \'{"orientations": 8}\'')
     e.add_argument("--shots", type=int, default=4, help="prompt instances per class (<= 4)")

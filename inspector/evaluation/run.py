@@ -49,7 +49,9 @@ class EvalSettings:
     normals: int = 0  # defect-free train images given to enrolment as good parts
     adapt: str = "off"  # detector.params.adapt: off | auto | on
     adapt_steps: int | None = None  # None: the detector's default
-    detector: str = "prompt"  # "prompt" (trained heads of `model`) or "match" (training-free)
+    # "prompt" (trained heads of `model`), "match" (training-free) or "consensus" (the
+    # matcher confirmed by the heads of `model`)
+    detector: str = "prompt"
     params: dict | None = None  # more detector.params (e.g. the match detector's)
 
 
@@ -99,22 +101,36 @@ def load_split(folder: Path, split: str) -> dict:
 
 
 def _model_name(s: EvalSettings) -> str:
-    return s.model.name if s.detector == "prompt" else "training-free-match"
+    return {"prompt": s.model.name, "match": "training-free-match"}.get(
+        s.detector, f"{s.detector}-{s.model.name}")
+
+
+def _merged(base: dict, more: dict) -> dict:
+    """`base` updated by `more`, nested dicts merged rather than replaced."""
+    out = dict(base)
+    for k, v in more.items():
+        out[k] = _merged(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
 
 
 def _detector(s: EvalSettings):
-    """The detector a recipe with these settings would build (not yet enrolled)."""
+    """The detector a recipe with these settings would build (not yet enrolled).
+
+    `consensus`: the matcher confirmed by the trained heads of `model` (adapted as
+    `adapt` says); `params` merge into that, e.g. {"gain": 1, "support": {"params": ...}}.
+    """
     from inspector.inference.detectors import build_detector
     from inspector.recipes.recipe import DetectorSettings
 
-    if s.detector == "match":
-        params = {"min_score": 0.0}
-    else:
-        params = {"model": str(s.model), "backend": s.backend, "size": s.size,
-                  "threads": s.threads, "min_score": s.min_score, "adapt": s.adapt}
-        if s.adapt_steps:
-            params["adapt_steps"] = s.adapt_steps
-    return build_detector(DetectorSettings(kind=s.detector, params=params | (s.params or {})))
+    prompt = {"model": str(s.model), "backend": s.backend, "size": s.size,
+              "threads": s.threads, "min_score": s.min_score, "adapt": s.adapt}
+    if s.adapt_steps:
+        prompt["adapt_steps"] = s.adapt_steps
+    params = {"match": {"min_score": 0.0}, "prompt": prompt,
+              "consensus": {"primary": {"kind": "match", "params": {"min_score": 0.0}},
+                            "support": {"kind": "prompt", "params": prompt}}}[s.detector]
+    return build_detector(DetectorSettings(kind=s.detector,
+                                           params=_merged(params, s.params or {})))
 
 
 def run_eval(s: EvalSettings) -> str:
@@ -181,6 +197,7 @@ def run_eval(s: EvalSettings) -> str:
         return float(np.mean(vals)) if vals else None
 
     classes = [names[c] for c in sorted(names)]
+    backend = getattr(getattr(det, "support", det), "backend", None)  # the trained heads'
     defect_free = len({i["id"] for i in test["images"]}
                       - {a["image_id"] for a in test["annotations"]})
     result = {
@@ -190,8 +207,8 @@ def run_eval(s: EvalSettings) -> str:
         "enrol_s": {"mean": float(np.mean([p["enrol_s"] for p in per_seed])),
                     "max": float(np.max([p["enrol_s"] for p in per_seed]))},
         "errors": add_splits(splits),
-        "backend": det.backend.name if s.detector == "prompt" else "onnxruntime",
-        "size": s.size if s.detector == "prompt" else None, "threads": s.threads,
+        "backend": getattr(backend, "name", "onnxruntime"),
+        "size": s.size if s.detector != "match" else None, "threads": s.threads,
         "model_sha256": det.model_sha256, "classes": classes,
         "test_images": len(test["images"]), "defect_free_test_images": defect_free,
         "box_ap50_mean": mean("box_ap50"),

@@ -32,6 +32,8 @@ KINDS: dict[str, DetectorKind] = {
                            "PromptParams"),
     "match": DetectorKind("inspector.inference.detectors.match", "MatchDetector",
                           "MatchParams"),
+    "consensus": DetectorKind("inspector.inference.detectors.consensus", "ConsensusDetector",
+                              "ConsensusParams"),
 }
 # the good-part branch's params (`unknown.params` of a recipe): not a kind, same checks
 UNKNOWN_PARAMS = ("inspector.inference.unknown.branch", "UnknownParams")
