@@ -32,6 +32,7 @@ import numpy as np
 from pydantic import Field
 from tqdm import tqdm
 
+from inspector.core.workers import pool
 from inspector.inference.detectors.base import (
     Detection,
     DetectorParams,
@@ -69,6 +70,7 @@ class MatchParams(DetectorParams):
     ref_quantile: Annotated[float, Field(gt=0.5, lt=1)] = 0.99
     max_template_side: Annotated[int, Field(ge=8, le=4096)] = 512
     seed: int = 0
+    threads: Annotated[int, Field(ge=1, le=64)] = 2  # variants correlated side by side
 
 
 def box_tokens(shape: tuple[int, int], boxes: list[tuple[float, ...]], margin: int
@@ -317,27 +319,15 @@ class MatchDetector(EncodedDetector):
         img, grid = encoded
         amap = None if grid is None else self.anomaly(img, grid)
         frame = img.astype(np.float32)
-        found: dict[str, list[tuple[float, tuple[int, int, int, int], str]]] = {}
-        for (t, tm, cls, pid), bg in zip(self._variants, self.background.tolist(), strict=True):
-            ncc = correlate(frame, t)
-            if ncc is None:
-                continue
-            th, tw = min(t.shape[0], frame.shape[0]), min(t.shape[1], frame.shape[1])
-            mm = tm[:th, :tw]
-            k = max(3, (min(th, tw) // 2) | 1)
-            peak = (ncc >= cv2.dilate(ncc, np.ones((k, k), np.uint8))) & (ncc > p.min_ncc)
-            ys, xs = np.nonzero(peak)
-            if len(ys) > p.peaks_per_template:
-                top = np.argsort(-ncc[ys, xs], kind="stable")[: p.peaks_per_template]
-                ys, xs = ys[top], xs[top]
-            for y, x in zip(ys.tolist(), xs.tolist(), strict=True):
-                s = float(to_score(max(float(ncc[y, x]), 0.0), bg, 0.5, 1.0)
-                          if bg > 0 else max(float(ncc[y, x]), 0.0)) ** p.ncc_power
-                if amap is not None:
-                    a = float(amap[y:y + th, x:x + tw].max())
-                    s *= float(to_score(a, self.ref, 0.5)) ** p.anomaly_power
-                if s >= p.min_score:
-                    found.setdefault(cls, []).append((s, (x, y, tw, th), pid, mm))
+        jobs = list(zip(self._variants, self.background.tolist(), strict=True))
+        if p.threads > 1:  # OpenCV releases the GIL: variants correlate side by side
+            per_variant = list(pool("match", p.threads).map(
+                lambda job: self._peaks(frame, amap, *job), jobs))
+        else:
+            per_variant = [self._peaks(frame, amap, *job) for job in jobs]
+        found: dict[str, list[tuple[float, tuple[int, int, int, int], str, np.ndarray]]] = {}
+        for cls, peaks in per_variant:  # in variant order, whatever the threads
+            found.setdefault(cls, []).extend(peaks)
         dets = []
         for cls, items in found.items():
             b = np.array([[x, y, x + w, y + h] for _, (x, y, w, h), _, _ in items], np.float64)
@@ -350,6 +340,35 @@ class MatchDetector(EncodedDetector):
         dets.sort(key=lambda d: -d.score)
         return dets
 
+    def _peaks(self, frame: np.ndarray, amap: np.ndarray | None,
+               variant: tuple[np.ndarray, np.ndarray, str, str], bg: float
+               ) -> tuple[str, list[tuple[float, tuple[int, int, int, int], str, np.ndarray]]]:
+        """One template variant's scored peaks in the frame: (class, [(score, box, prompt
+        id, mask)])."""
+        p = self.params
+        t, tm, cls, pid = variant
+        ncc = correlate(frame, t)
+        if ncc is None:
+            return cls, []
+        th, tw = min(t.shape[0], frame.shape[0]), min(t.shape[1], frame.shape[1])
+        mm = tm[:th, :tw]
+        k = max(3, (min(th, tw) // 2) | 1)
+        peak = (ncc >= cv2.dilate(ncc, np.ones((k, k), np.uint8))) & (ncc > p.min_ncc)
+        ys, xs = np.nonzero(peak)
+        if len(ys) > p.peaks_per_template:
+            top = np.argsort(-ncc[ys, xs], kind="stable")[: p.peaks_per_template]
+            ys, xs = ys[top], xs[top]
+        out = []
+        for y, x in zip(ys.tolist(), xs.tolist(), strict=True):
+            s = float(to_score(max(float(ncc[y, x]), 0.0), bg, 0.5, 1.0)
+                      if bg > 0 else max(float(ncc[y, x]), 0.0)) ** p.ncc_power
+            if amap is not None:
+                a = float(amap[y:y + th, x:x + tw].max())
+                s *= float(to_score(a, self.ref, 0.5)) ** p.anomaly_power
+            if s >= p.min_score:
+                out.append((s, (x, y, tw, th), pid, mm))
+        return cls, out
+
     @property
     def n_variants(self) -> int:
         """Template variants (examples x orientations x scales) correlated per frame: what
@@ -361,5 +380,6 @@ class MatchDetector(EncodedDetector):
         """sha256 of the encoder, this code's version and the parameters."""
         h = hashlib.sha256(self.extractor.encoder.sha256.encode())
         h.update(f"\0{VERSION}\0".encode())
-        h.update(json.dumps(self.params.model_dump(), sort_keys=True).encode())
+        h.update(json.dumps(self.params.model_dump(exclude={"threads"}),  # same results
+                            sort_keys=True).encode())
         return h.hexdigest()

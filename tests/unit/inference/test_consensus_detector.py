@@ -74,7 +74,8 @@ def test_the_matcher_confirmed_by_prompt_heads_enrols_detects_and_restores(model
     assert [d.bbox for d in dets] == [d.bbox for d in sorted(
         agree(alone, seen, 0.3, 2.0), key=lambda d: -d.score)]
     assert all(0 <= d.score <= 1 for d in dets)
-    assert set(det.last_timing) == {"encode_ms", "primary_ms", "support_ms"}
+    assert set(det.last_timing) == {"encode_ms", "head_ms", "primary_ms", "support_ms"}
+    assert det.last_timing["head_ms"] >= det.last_timing["primary_ms"]
 
     state = det.enrolled_state()
     assert state is not None and det.cacheable

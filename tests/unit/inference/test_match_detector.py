@@ -112,3 +112,14 @@ def test_a_match_recipe_enrols_once_then_restores_from_the_cache(tmp_path):
         found.append([(d.cls, d.bbox, round(d.score, 6)) for d in det.detect(frame)])
     assert not outcomes[0].hit and outcomes[0].written and outcomes[1].hit
     assert found[0] and found[1] == found[0]
+
+
+def test_threads_change_the_time_not_the_detections(enrolled: MatchDetector):
+    one = MatchDetector({"orientations": 8, "threads": 1})
+    one.load_enrolled_state(enrolled.enrolled_state())
+    assert enrolled.params.threads == 2 and one.model_sha256 == enrolled.model_sha256
+    for i in range(2):
+        frame = render_part(frame_rng(37, i), SIZE, SIZE, defects=["pit", "scratch"])[0]
+        a, b = enrolled.detect(frame), one.detect(frame)
+        assert a and [(d.cls, d.bbox, d.prompt_id, d.score) for d in a] == [
+            (d.cls, d.bbox, d.prompt_id, d.score) for d in b]
