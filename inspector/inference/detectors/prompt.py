@@ -26,7 +26,7 @@ from typing import Annotated, Literal
 
 import cv2
 import numpy as np
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from inspector.core.assets import model_path
 from inspector.inference.detectors.base import (
@@ -77,6 +77,12 @@ class PromptParams(DetectorParams):
     # the enrolment adapted (measured: it helps an unseen product, and costs a trained
     # domain half a point without adaptation; docs/prompt-matching.md)
     box_fit: Literal["off", "auto", "on"] = "auto"
+
+    @field_validator("adapt", "box_fit", mode="before")
+    @classmethod
+    def _yaml_switch(cls, v: object) -> object:
+        """YAML reads a bare `on` / `off` as true / false; they mean the words here."""
+        return {True: "on", False: "off"}.get(v, v) if isinstance(v, bool) else v
 
 
 def resolve_model(model: str) -> Path:

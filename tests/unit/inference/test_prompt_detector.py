@@ -73,6 +73,18 @@ def test_bad_params_name_the_field(model):
         PromptDetector({"model": str(folder), "colour": 1})
 
 
+def test_a_bare_yaml_on_or_off_means_the_word():
+    from inspector.core.validation import parse_yaml
+    from inspector.inference.detectors.prompt import PromptParams
+
+    doc, _ = parse_yaml(Path("recipe.yaml"), b"adapt: on\nbox_fit: off\n")
+    assert doc == {"adapt": True, "box_fit": False}  # what YAML 1.1 makes of them
+    p = PromptParams.parse(doc)
+    assert (p.adapt, p.box_fit) == ("on", "off")
+    with pytest.raises(ValueError, match="detector.params.adapt"):
+        PromptParams.parse({"adapt": 1})
+
+
 def test_missing_model_folder_is_named(tmp_path: Path):
     from inspector.inference.runtimes import BackendError
 
