@@ -235,7 +235,7 @@ def _box_recall(idx: torch.Tensor, dist: torch.Tensor, tg: Targets, a: dict,
                 h: int, w: int) -> float:
     """Share of instances that one of the top-K queries of their (image, class) pair
     boxes at IoU >= 0.5: whether query selection and boxes localise at all."""
-    from inspector.evaluation.errors import iou_xywh
+    from inspector.core.coco import iou_xywh
 
     centres = token_centres(h, w)
     found, total = 0, 0

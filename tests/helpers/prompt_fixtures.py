@@ -1,4 +1,5 @@
-"""Helpers shared by the prompt-detector tests: a small exported model folder.
+"""Helpers shared by the prompt-detector tests: a small exported model folder, and
+prompt examples cut from synthetic parts (`synthetic_prompts`).
 
 `tiny_model` exports an untrained net (ImageNet backbone, random heads, fixed seed)
 at a small input size; tests that only need working graphs use it. It needs torch; the
@@ -15,6 +16,21 @@ REPO = Path(__file__).resolve().parents[2]
 SHIPPED = REPO / "engines" / "prompt-v2"
 DATA = REPO.parent / "shared" / "data"
 SIZE = 160  # small input side (a multiple of 16) to keep tests fast
+
+
+def synthetic_prompts(seed: int, kinds: tuple[str, ...], size: int) -> list:
+    """One PromptExample per kind (id `<kind>-1`): the defect of a synthetic part with only
+    that kind, its box and mask; part i uses `frame_rng(seed, i)`."""
+    from inspector.acquisition.synthetic_parts import frame_rng, render_part
+    from inspector.inference.detectors.base import PromptExample
+
+    out = []
+    for i, kind in enumerate(kinds):
+        img, truths = render_part(frame_rng(seed, i), size, size, defects=[kind])
+        t = truths[0]
+        out.append(PromptExample(f"{kind}-1", kind, img, tuple(float(v) for v in t.bbox),
+                                 t.mask))
+    return out
 
 
 def export_tiny(folder: Path, head_input: str = "tokens", size_prior: bool = False) -> Path:

@@ -130,7 +130,8 @@ class EncodedDetector(Detector):
         t0 = time.perf_counter()
         encoded = self.encode(image)
         t1 = time.perf_counter()
+        self.last_timing = {}  # detect_tokens may split its part (consensus: per member)
         dets = self.detect_tokens(encoded, image.shape[:2])
         self.last_timing = {"encode_ms": (t1 - t0) * 1e3,
-                            "head_ms": (time.perf_counter() - t1) * 1e3}
+                            "head_ms": (time.perf_counter() - t1) * 1e3, **self.last_timing}
         return dets

@@ -26,6 +26,7 @@ from typing import Annotated, Any, Literal
 import numpy as np
 from pydantic import Field, field_validator
 
+from inspector.core.coco import iou_xywh
 from inspector.core.strict import StrictModel
 from inspector.inference.detectors.base import (
     Detection,
@@ -67,17 +68,6 @@ class ConsensusParams(DetectorParams):
     gain: Annotated[float, Field(ge=0, le=100)] = 0.5  # weight of the support's score
 
 
-def _iou(box: tuple[float, float, float, float], others: np.ndarray) -> np.ndarray:
-    """IoU of one x, y, w, h box with (n, 4) x, y, w, h boxes."""
-    x, y, w, h = box
-    ix = np.clip(np.minimum(x + w, others[:, 0] + others[:, 2]) - np.maximum(x, others[:, 0]),
-                 0, None)
-    iy = np.clip(np.minimum(y + h, others[:, 1] + others[:, 3]) - np.maximum(y, others[:, 1]),
-                 0, None)
-    inter = ix * iy
-    return inter / np.maximum(w * h + others[:, 2] * others[:, 3] - inter, 1e-9)
-
-
 def agree(primary: list[Detection], support: list[Detection], iou: float, gain: float
           ) -> list[Detection]:
     """The primary detections rescored by their best same-class support (module doc)."""
@@ -91,7 +81,7 @@ def agree(primary: list[Detection], support: list[Detection], iou: float, gain: 
         t = 0.0
         if d.cls in by_cls:
             boxes, scores = by_cls[d.cls]
-            hit = _iou(d.bbox, boxes) >= iou
+            hit = iou_xywh(np.array(d.bbox), boxes)[0] >= iou
             t = float(scores[hit].max()) if hit.any() else 0.0
         out.append(replace(d, score=float(d.score * (1 + gain * t) / (1 + gain))))
     out.sort(key=lambda d: -d.score)
@@ -133,20 +123,10 @@ class ConsensusDetector(EncodedDetector):
         found = self.primary.detect_tokens(encoded[0], hw)
         t1 = time.perf_counter()
         seen = self.support.detect_tokens(encoded[1], hw)
-        t2 = time.perf_counter()
-        out = agree(found, seen, self.params.iou, self.params.gain)
-        # head_ms: all after encoding, as the other detectors report it (benchmarks)
-        self.last_timing = {"head_ms": (time.perf_counter() - t0) * 1e3,
-                            "primary_ms": (t1 - t0) * 1e3, "support_ms": (t2 - t1) * 1e3}
-        return out
-
-    def detect(self, image: np.ndarray) -> list[Detection]:
-        t0 = time.perf_counter()
-        encoded = self.encode(image)
-        encode_ms = (time.perf_counter() - t0) * 1e3
-        dets = self.detect_tokens(encoded, image.shape[:2])
-        self.last_timing = {"encode_ms": encode_ms, **self.last_timing}
-        return dets
+        # the split of head_ms (detect() adds encode_ms and head_ms, as for every detector)
+        self.last_timing = {"primary_ms": (t1 - t0) * 1e3,
+                            "support_ms": (time.perf_counter() - t1) * 1e3}
+        return agree(found, seen, self.params.iou, self.params.gain)
 
     def enrolled_state(self) -> dict[str, np.ndarray] | None:
         a, b = self.primary.enrolled_state(), self.support.enrolled_state()

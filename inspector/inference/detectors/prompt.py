@@ -26,9 +26,10 @@ from typing import Annotated, Literal
 
 import cv2
 import numpy as np
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from inspector.core.assets import model_path
+from inspector.core.strict import YAML_WORD
 from inspector.inference.detectors.base import (
     Detection,
     DetectorParams,
@@ -65,7 +66,7 @@ class PromptParams(DetectorParams):
     state_dir: str | None = None  # TensorRT engine cache (default: <model>/cache)
     # enrolment-time adaptation to the recipe (inspector.training.adapt): "auto" when torch
     # is installed, "on" requires it, "off" (default) enrols prototypes only
-    adapt: Literal["off", "auto", "on"] = "off"
+    adapt: Annotated[Literal["off", "auto", "on"], YAML_WORD] = "off"
     adapt_steps: Annotated[int, Field(ge=1, le=5000)] = 1500
     adapt_images: Annotated[int, Field(ge=1, le=1000)] = 160  # synthetic pasted images
     adapt_seed: int = 0
@@ -76,13 +77,7 @@ class PromptParams(DetectorParams):
     # product it never saw); "off" keeps the head's boxes as they are; "auto" fits when
     # the enrolment adapted (measured: it helps an unseen product, and costs a trained
     # domain half a point without adaptation; docs/prompt-matching.md)
-    box_fit: Literal["off", "auto", "on"] = "auto"
-
-    @field_validator("adapt", "box_fit", mode="before")
-    @classmethod
-    def _yaml_switch(cls, v: object) -> object:
-        """YAML reads a bare `on` / `off` as true / false; they mean the words here."""
-        return {True: "on", False: "off"}.get(v, v) if isinstance(v, bool) else v
+    box_fit: Annotated[Literal["off", "auto", "on"], YAML_WORD] = "auto"
 
 
 def resolve_model(model: str) -> Path:

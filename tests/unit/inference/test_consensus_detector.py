@@ -10,10 +10,10 @@ import pytest
 
 from inspector.acquisition.synthetic_parts import frame_rng, good_part, render_part
 from inspector.inference.detectors import build_detector
-from inspector.inference.detectors.base import Detection, PromptExample
+from inspector.inference.detectors.base import Detection
 from inspector.inference.detectors.consensus import ConsensusDetector, agree
 from inspector.recipes.recipe import DetectorSettings
-from tests.helpers.prompt_fixtures import runtime_model
+from tests.helpers.prompt_fixtures import runtime_model, synthetic_prompts
 
 
 def _det(cls: str, score: float, x: float) -> Detection:
@@ -48,16 +48,6 @@ def model(tmp_path_factory) -> tuple[Path, int]:
     return runtime_model(tmp_path_factory)
 
 
-def _prompts(size: int) -> list[PromptExample]:
-    out = []
-    for i, kind in enumerate(["pit", "scratch"]):
-        img, truths = render_part(frame_rng(41, i), size, size, defects=[kind])
-        t = truths[0]
-        out.append(PromptExample(f"{kind}-1", kind, img, tuple(float(v) for v in t.bbox),
-                                 t.mask))
-    return out
-
-
 def test_the_matcher_confirmed_by_prompt_heads_enrols_detects_and_restores(model):
     folder, size = model
     support = {"model": str(folder), "backend": "onnxruntime", "size": size,
@@ -65,7 +55,8 @@ def test_the_matcher_confirmed_by_prompt_heads_enrols_detects_and_restores(model
     params = {"support": {"kind": "prompt", "params": support}, "gain": 2.0}
     det = build_detector(DetectorSettings(kind="consensus", params=params))
     assert isinstance(det, ConsensusDetector)
-    det.enroll(_prompts(size), [good_part(frame_rng(42, i), size, size) for i in range(3)])
+    det.enroll(synthetic_prompts(41, ("pit", "scratch"), size),
+               [good_part(frame_rng(42, i), size, size) for i in range(3)])
     frame = render_part(frame_rng(43, 0), size, size, defects=["pit"])[0]
     dets = det.detect(frame)
     alone = det.primary.detect(frame)

@@ -10,18 +10,9 @@ from inspector.inference.detectors import build_detector
 from inspector.inference.detectors.base import PromptExample
 from inspector.inference.detectors.match import MatchDetector, box_tokens
 from inspector.recipes.recipe import DetectorSettings
+from tests.helpers.prompt_fixtures import synthetic_prompts
 
 SIZE = 256
-
-
-def _prompts() -> list[PromptExample]:
-    out = []
-    for i, kind in enumerate(["pit", "scratch"]):
-        img, truths = render_part(frame_rng(31, i), SIZE, SIZE, defects=[kind])
-        t = truths[0]
-        out.append(PromptExample(f"{kind}-1", kind, img, tuple(float(v) for v in t.bbox),
-                                 t.mask))
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +20,7 @@ def enrolled() -> MatchDetector:
     det = build_detector(DetectorSettings(kind="match", params={"orientations": 8}))
     assert isinstance(det, MatchDetector)
     normals = [good_part(frame_rng(32, i), SIZE, SIZE) for i in range(3)]
-    det.enroll(_prompts(), normals)
+    det.enroll(synthetic_prompts(31, ("pit", "scratch"), SIZE), normals)
     return det
 
 
@@ -74,7 +65,7 @@ def test_enrolled_state_restores_the_same_detections(enrolled: MatchDetector):
 
 def test_enrols_without_good_parts_from_the_prompt_images_alone():
     det = MatchDetector({"anomaly_power": 1.0})
-    det.enroll(_prompts(), [])
+    det.enroll(synthetic_prompts(31, ("pit", "scratch"), SIZE), [])
     assert det.classes == ["pit", "scratch"] and len(det.bank) > 0 and det.ref > 0
 
 

@@ -11,7 +11,7 @@ from inspector.inference.detectors import build_detector
 from inspector.inference.detectors.base import PromptExample
 from inspector.inference.detectors.prompt import PromptDetector, nms
 from inspector.recipes.recipe import DetectorSettings
-from tests.helpers.prompt_fixtures import runtime_model
+from tests.helpers.prompt_fixtures import runtime_model, synthetic_prompts
 
 
 @pytest.fixture(scope="module")
@@ -20,14 +20,7 @@ def model(tmp_path_factory) -> tuple[Path, int]:
 
 
 def _prompts(size: int) -> list[PromptExample]:
-    from inspector.acquisition.synthetic_parts import frame_rng, render_part
-
-    out = []
-    for i, kind in enumerate(["scratch", "pit", "stain"]):
-        img, truths = render_part(frame_rng(11, i), size, size, defects=[kind])
-        t = truths[0]
-        out.append(PromptExample(f"{kind}-1", kind, img, tuple(float(v) for v in t.bbox), t.mask))
-    return out
+    return synthetic_prompts(11, ("scratch", "pit", "stain"), size)
 
 
 def test_enrol_detect_and_restore(model):
