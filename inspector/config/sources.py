@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal, get_args
 
 from pydantic import Field, model_validator
 
-from inspector.core.strict import StrictModel
+from inspector.core.strict import YAML_WORD, StrictModel
 
 DefectKind = Literal["scratch", "pit", "crack", "stain", "missing_print"]
 DEFECT_KINDS: tuple[DefectKind, ...] = get_args(DefectKind)
@@ -49,7 +49,7 @@ class ReplaySourceConfig(StrictModel):
 class TriggerConfig(StrictModel):
     """How frames are started: free-run, software trigger (tests, PLC over MQTT) or a line."""
 
-    mode: Literal["off", "software", "hardware"] = "off"
+    mode: Annotated[Literal["off", "software", "hardware"], YAML_WORD] = "off"
     source: str | None = None  # SFNC TriggerSource for hardware mode, e.g. Line0
     selector: str = "FrameStart"  # SFNC TriggerSelector the mode/source apply to
     activation: str | None = None  # SFNC TriggerActivation for hardware mode, e.g. RisingEdge

@@ -112,3 +112,11 @@ def test_yaml_tags_are_not_code(tmp_path: Path) -> None:
     path.write_text("station: !!python/object/apply:os.system ['true']\n")
     (err,) = _errors(path)
     assert "YAML syntax error" in err
+
+
+def test_a_bare_yaml_off_is_the_word_off(tmp_path: Path, recipe_dir: Path) -> None:
+    path = write_config(tmp_path / "station.yaml", recipe_dir, cameras=[{"name": "cam0", "source": {
+        "kind": "genicam", "trigger": {"mode": "OFF_WORD"}}}])
+    path.write_text(path.read_text().replace("OFF_WORD", "off"))  # YAML 1.1: false
+    assert "mode: off" in path.read_text()
+    assert load_config(path).cameras[0].source.trigger.mode == "off"
