@@ -40,12 +40,13 @@ from inspector.inference.detectors.base import (
     PromptExample,
     mono,
 )
+from inspector.inference.detectors.ncc import FrameCorrelator, SpectrumCache
 from inspector.inference.detectors.prompt import nms
 from inspector.inference.unknown.anomaly import anomaly_map, to_score
 from inspector.inference.unknown.bank import NearestNeighbours, greedy_coreset
 from inspector.inference.unknown.features import STRIDE, FeatureParams, TokenExtractor
 
-VERSION = "match/2"
+VERSION = "match/3"  # 3: FFT correlation, coarse levels
 
 
 class MatchParams(DetectorParams):
@@ -71,6 +72,37 @@ class MatchParams(DetectorParams):
     max_template_side: Annotated[int, Field(ge=8, le=4096)] = 512
     seed: int = 0
     threads: Annotated[int, Field(ge=1, le=64)] = 2  # variants correlated side by side
+    # A template whose shorter side is at least twice this is correlated with the frame at
+    # half resolution (at least four times: a quarter), the cost of a correlation falling
+    # with the pixels of the frame; 0 correlates everything at full resolution.
+    coarse_side: Annotated[int, Field(ge=0, le=256)] = 12
+
+
+MAX_LEVEL = 2  # the coarsest correlation is at a quarter of the frame's resolution
+
+
+def pyramid(frame: np.ndarray, levels: int) -> list[np.ndarray]:
+    """The frame halved `levels` times (2 x 2 means, odd last rows and columns dropped, so
+    that pixel (x, y) of level l covers pixels 2^l x, 2^l y of the frame)."""
+    out = [frame]
+    for _ in range(levels):
+        f = out[-1]
+        h, w = f.shape[0] // 2, f.shape[1] // 2
+        if min(h, w) < 3:
+            break
+        out.append(cv2.resize(f[:2 * h, :2 * w], (w, h), interpolation=cv2.INTER_AREA))
+    return out
+
+
+def coarse_level(shape: tuple[int, int], coarse_side: int) -> int:
+    """Pyramid level at which a template of this shape is correlated: the coarsest at
+    which its shorter side keeps `coarse_side` pixels (0: full resolution)."""
+    if coarse_side <= 0:
+        return 0
+    level = 0
+    while level < MAX_LEVEL and min(shape) >> (level + 1) >= coarse_side:
+        level += 1
+    return level
 
 
 def box_tokens(shape: tuple[int, int], boxes: list[tuple[float, ...]], margin: int
@@ -86,13 +118,14 @@ def box_tokens(shape: tuple[int, int], boxes: list[tuple[float, ...]], margin: i
     return m
 
 
-def correlate(frame: np.ndarray, t: np.ndarray) -> np.ndarray | None:
-    """TM_CCOEFF_NORMED map of template `t` (clipped to the frame) over a float32 frame;
-    None when the (clipped) template is flat and so correlates with nothing."""
-    tt = t[:frame.shape[0], :frame.shape[1]]
-    if float(tt.std()) < 1e-3:
-        return None
-    return np.nan_to_num(cv2.matchTemplate(frame, tt, cv2.TM_CCOEFF_NORMED), nan=-1.0)
+def correlate(frame: FrameCorrelator, t: np.ndarray,
+              spectrum: np.ndarray | None = None) -> np.ndarray | None:
+    """TM_CCOEFF_NORMED map of template `t` (clipped to the frame) over the frame; None
+    when the (clipped) template is flat and so correlates with nothing. `spectrum`: the
+    template's, when already known for this frame's shape."""
+    if spectrum is None:
+        spectrum = frame.template_spectrum(t)
+    return None if spectrum is None else frame.ncc(t.shape, spectrum)
 
 
 class MatchDetector(EncodedDetector):
@@ -115,6 +148,8 @@ class MatchDetector(EncodedDetector):
         self.last_timing: dict[str, float] = {}
         self.background = np.zeros(0, np.float32)  # per template variant (calibrate)
         self._variants: list[tuple[np.ndarray, np.ndarray, str, str]] = []
+        self._ladders: list[list[np.ndarray]] = []  # per variant: the template halved
+        self._spectra = SpectrumCache()
 
     # -- enrolment ---------------------------------------------------------------
     def enroll(self, prompts: list[PromptExample], normals: list[np.ndarray],
@@ -176,20 +211,30 @@ class MatchDetector(EncodedDetector):
         out = np.zeros(len(self._variants), np.float32)
         for img, boxes in tqdm(surfaces, "match: calibrate on good surface",
                                disable=not progress):
-            frame = img.astype(np.float32)
-            for k, (t, _, _, _) in enumerate(self._variants):
+            levels = [FrameCorrelator(f) for f in pyramid(img.astype(np.float32), MAX_LEVEL)]
+            for k in range(len(self._variants)):
+                frame, t, f = self._at_level(levels, k)
                 ncc = correlate(frame, t)
                 if ncc is None:
                     continue
                 th, tw = min(t.shape[0], frame.shape[0]), min(t.shape[1], frame.shape[1])
                 ok = np.ones(ncc.shape, bool)
                 for x, y, bw, bh in boxes:  # windows that overlap a prompt box
-                    x0, y0 = max(0, int(x - m - tw + 1)), max(0, int(y - m - th + 1))
-                    y1, x1 = int(np.ceil(y + bh + m)), int(np.ceil(x + bw + m))
+                    x, y, bw, bh = x / f, y / f, bw / f, bh / f
+                    x0, y0 = max(0, int(x - m / f - tw + 1)), max(0, int(y - m / f - th + 1))
+                    y1, x1 = int(np.ceil(y + bh + m / f)), int(np.ceil(x + bw + m / f))
                     ok[y0:max(0, y1), x0:max(0, x1)] = False
                 if ok.any():
                     out[k] = max(out[k], float(ncc[ok].max()))
         return out
+
+    def _at_level(self, levels: list[FrameCorrelator], k: int
+                  ) -> tuple[FrameCorrelator, np.ndarray, int]:
+        """(frame, template, scale) for variant `k`: its coarsest level that the frame's
+        pyramid has; scale is the level's pixel size in frame pixels."""
+        ladder = self._ladders[k]
+        level = min(len(ladder), len(levels)) - 1
+        return levels[level], ladder[level], 1 << level
 
     def _crop(self, img: np.ndarray, bbox: tuple[float, ...], mask: np.ndarray | None
               ) -> tuple[np.ndarray, np.ndarray] | None:
@@ -233,6 +278,9 @@ class MatchDetector(EncodedDetector):
         self._variants = [(v, vm, c, i) for t, m, c, i in zip(templates, masks, t_cls, t_ids,
                                                                strict=True)
                           for v, vm in self._variants_of(t, m)]
+        self._ladders = [pyramid(v, coarse_level(v.shape, self.params.coarse_side))
+                         for v, _, _, _ in self._variants]  # per variant: level 0 .. its own
+        self._spectra = SpectrumCache()
 
     def _variants_of(self, t: np.ndarray, m: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
         """The template (and its mask) in the configured orientations and scales: a crack
@@ -318,18 +366,22 @@ class MatchDetector(EncodedDetector):
         p = self.params
         img, grid = encoded
         amap = None if grid is None else self.anomaly(img, grid)
-        frame = img.astype(np.float32)
-        jobs = list(zip(self._variants, self.background.tolist(), strict=True))
+        levels = [FrameCorrelator(f) for f in pyramid(img.astype(np.float32), MAX_LEVEL)]
+        used = [min(len(ladder), len(levels)) - 1 for ladder in self._ladders]
+        self._spectra.begin(levels, [used.count(level) for level in range(len(levels))])
+        jobs = list(zip(range(len(self._variants)), self.background.tolist(), strict=True))
         if p.threads > 1:  # OpenCV releases the GIL: variants correlate side by side
             per_variant = list(pool("match", p.threads).map(
-                lambda job: self._peaks(frame, amap, *job), jobs))
+                lambda job: self._peaks(levels, amap, *job), jobs))
         else:
-            per_variant = [self._peaks(frame, amap, *job) for job in jobs]
+            per_variant = [self._peaks(levels, amap, *job) for job in jobs]
         found: dict[str, list[tuple[float, tuple[int, int, int, int], str, np.ndarray]]] = {}
         for cls, peaks in per_variant:  # in variant order, whatever the threads
             found.setdefault(cls, []).extend(peaks)
         dets = []
         for cls, items in found.items():
+            if not items:
+                continue
             b = np.array([[x, y, x + w, y + h] for _, (x, y, w, h), _, _ in items], np.float64)
             keep = nms(b, np.array([it[0] for it in items]), p.nms_iou)[: p.max_per_class]
             for i in keep:
@@ -340,28 +392,37 @@ class MatchDetector(EncodedDetector):
         dets.sort(key=lambda d: -d.score)
         return dets
 
-    def _peaks(self, frame: np.ndarray, amap: np.ndarray | None,
-               variant: tuple[np.ndarray, np.ndarray, str, str], bg: float
+    def _peaks(self, levels: list[FrameCorrelator], amap: np.ndarray | None, k: int, bg: float
                ) -> tuple[str, list[tuple[float, tuple[int, int, int, int], str, np.ndarray]]]:
-        """One template variant's scored peaks in the frame: (class, [(score, box, prompt
-        id, mask)])."""
+        """Template variant `k`'s scored peaks in the frame (`levels`: its pyramid):
+        (class, [(score, box, prompt id, mask)]). Peaks found at a coarse level are boxed
+        at the template's full size, within one coarse pixel of where they are."""
         p = self.params
-        t, tm, cls, pid = variant
-        ncc = correlate(frame, t)
+        t, tm, cls, pid = self._variants[k]
+        frame, tl, f = self._at_level(levels, k)
+        ncc = correlate(frame, tl, self._spectra.get(frame, k, tl))
         if ncc is None:
             return cls, []
-        th, tw = min(t.shape[0], frame.shape[0]), min(t.shape[1], frame.shape[1])
+        full = levels[0]
+        th, tw = min(t.shape[0], full.shape[0]), min(t.shape[1], full.shape[1])
         mm = tm[:th, :tw]
-        k = max(3, (min(th, tw) // 2) | 1)
-        peak = (ncc >= cv2.dilate(ncc, np.ones((k, k), np.uint8))) & (ncc > p.min_ncc)
-        ys, xs = np.nonzero(peak)
+        n = max(3, (min(min(tl.shape[0], frame.shape[0]), min(tl.shape[1], frame.shape[1]))
+                    // 2) | 1)
+        peak = (ncc >= cv2.dilate(ncc, np.ones((n, n), np.uint8))) & (ncc > p.min_ncc)
+        at = cv2.findNonZero(peak.view(np.uint8))  # row-major, as np.nonzero; faster
+        if at is None:
+            return cls, []
+        xs, ys = at.reshape(-1, 2).T
+        vals = ncc[ys, xs]
         if len(ys) > p.peaks_per_template:
-            top = np.argsort(-ncc[ys, xs], kind="stable")[: p.peaks_per_template]
-            ys, xs = ys[top], xs[top]
+            top = np.argsort(-vals, kind="stable")[: p.peaks_per_template]
+            ys, xs, vals = ys[top], xs[top], vals[top]
+        v = np.maximum(vals.astype(np.float64), 0.0)
+        scores = (to_score(v, bg, 0.5, 1.0) if bg > 0 else v) ** p.ncc_power
+        ys = np.minimum(ys * f, full.shape[0] - th)
+        xs = np.minimum(xs * f, full.shape[1] - tw)
         out = []
-        for y, x in zip(ys.tolist(), xs.tolist(), strict=True):
-            s = float(to_score(max(float(ncc[y, x]), 0.0), bg, 0.5, 1.0)
-                      if bg > 0 else max(float(ncc[y, x]), 0.0)) ** p.ncc_power
+        for y, x, s in zip(ys.tolist(), xs.tolist(), scores.tolist(), strict=True):
             if amap is not None:
                 a = float(amap[y:y + th, x:x + tw].max())
                 s *= float(to_score(a, self.ref, 0.5)) ** p.anomaly_power

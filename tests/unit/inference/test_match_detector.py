@@ -8,7 +8,13 @@ import pytest
 from inspector.acquisition.synthetic_parts import box_iou, frame_rng, good_part, render_part
 from inspector.inference.detectors import build_detector
 from inspector.inference.detectors.base import PromptExample
-from inspector.inference.detectors.match import MatchDetector, box_tokens
+from inspector.inference.detectors.match import (
+    MAX_LEVEL,
+    MatchDetector,
+    box_tokens,
+    coarse_level,
+    pyramid,
+)
 from inspector.recipes.recipe import DetectorSettings
 from tests.helpers.prompt_fixtures import synthetic_prompts
 
@@ -114,3 +120,38 @@ def test_threads_change_the_time_not_the_detections(enrolled: MatchDetector):
         a, b = enrolled.detect(frame), one.detect(frame)
         assert a and [(d.cls, d.bbox, d.prompt_id, d.score) for d in a] == [
             (d.cls, d.bbox, d.prompt_id, d.score) for d in b]
+
+
+def test_coarse_levels_follow_the_templates_shorter_side():
+    assert coarse_level((23, 100), 12) == 0  # halved it would keep 11 px
+    assert coarse_level((24, 30), 12) == 1
+    assert coarse_level((48, 100), 12) == 2
+    assert coarse_level((400, 400), 12) == MAX_LEVEL
+    assert coarse_level((400, 400), 0) == 0
+    f = np.arange(7 * 9, dtype=np.float32).reshape(7, 9)
+    levels = pyramid(f, 2)
+    assert [lv.shape for lv in levels] == [(7, 9), (3, 4)]  # 1 x 2 would be under 3 px
+    assert levels[1][0, 0] == f[:2, :2].mean()
+
+
+def ring_frame(rng: np.random.Generator, at: tuple[int, int]) -> np.ndarray:
+    """Textured surface with a dark 40 x 40 ring whose top-left corner is `at` (x, y)."""
+    f = np.clip(rng.normal(140, 12, (200, 240)), 0, 255).astype(np.float32)
+    yy, xx = np.mgrid[0:40, 0:40]
+    r = np.hypot(yy - 19.5, xx - 19.5)
+    x, y = at
+    f[y:y + 40, x:x + 40] -= 70 * ((r > 11) & (r < 17))
+    return np.clip(f, 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("coarse_side", [0, 12])
+def test_a_large_template_found_at_half_resolution_is_boxed_where_it_is(coarse_side):
+    rng = np.random.default_rng(5)
+    det = MatchDetector({"coarse_side": coarse_side, "scales": [1.0]})
+    det.enroll([PromptExample("r1", "ring", ring_frame(rng, (30, 30)), (30, 30, 40, 40))], [])
+    assert [len(ladder) for ladder in det._ladders] == [1 if coarse_side == 0 else 2]
+    dets = det.detect(ring_frame(rng, (151, 97)))  # odd: between two coarse pixels
+    x, y, w, h = dets[0].bbox
+    assert (w, h) == (40, 40) and dets[0].score > 0.5
+    tol = 0 if coarse_side == 0 else 1  # one coarse pixel is two of the frame's
+    assert abs(x - 151) <= tol and abs(y - 97) <= tol, dets[0].bbox
