@@ -4,8 +4,8 @@ Why it exists: the trained prompt heads (kind "prompt") localise defects on the 
 they were trained on, but on a new product they find almost none (MagTile, model never
 trained on it: box AP50 0.2). What carries over to any product without training is what
 the operator showed: each prompt example's crop is a template, and normalised
-cross-correlation (`cv2.matchTemplate`, TM_CCOEFF_NORMED) finds where the frame looks like
-it, at the example's own size (and the `scales` given) and to the pixel, which stride-8
+cross-correlation (TM_CCOEFF_NORMED, the map of `cv2.matchTemplate`) finds where the frame
+looks like it, at the example's own size (and the `scales` given) and to the pixel, which stride-8
 tokens cannot do for a 13 px blowhole.
 
 A detection is a local maximum of one template variant's correlation map. Calibration
@@ -15,10 +15,17 @@ parts): that level maps to 0.5, so a template that matches the good texture ever
 must beat it to score high. The box is the template's, the mask the example's mask
 carried over; per class, boxes are suppressed by NMS.
 
+The class check (`class_power` > 0, on by default) then weighs each box's score by how
+much more its frozen ImageNet tokens resemble its own class's prompt regions than the
+other classes' (region_class.py): grey-level correlation confuses classes whose textures
+are alike.
+
 An optional second cue (`anomaly_power` > 0) multiplies the score by the distance of the
 frame's tokens (the unknown branch's frozen ImageNet Lite0 encoder) to the defect-free
 tokens of the recipe. It is off by default because it measured worse (MagTile 12.9 box
 AP50 with it, 19.9 without; docs/prompt-matching.md). No torch and no trained weights.
+The correlation itself is ncc.py's: the frame's spectrum once, each template's product
+with it, large templates at half or quarter resolution (`coarse_side`).
 """
 
 from __future__ import annotations
@@ -42,6 +49,7 @@ from inspector.inference.detectors.base import (
 )
 from inspector.inference.detectors.ncc import FrameCorrelator, SpectrumCache
 from inspector.inference.detectors.prompt import nms
+from inspector.inference.detectors.region_class import RegionClasses
 from inspector.inference.unknown.anomaly import anomaly_map, to_score
 from inspector.inference.unknown.bank import NearestNeighbours, greedy_coreset
 from inspector.inference.unknown.features import STRIDE, FeatureParams, TokenExtractor
@@ -76,6 +84,10 @@ class MatchParams(DetectorParams):
     # half resolution (at least four times: a quarter), the cost of a correlation falling
     # with the pixels of the frame; 0 correlates everything at full resolution.
     coarse_side: Annotated[int, Field(ge=0, le=256)] = 12
+    # The score keeps p^class_power, p: how much more the box's frozen tokens look like
+    # its class's prompt regions than the other classes' (region_class.py); 0: off.
+    class_power: Annotated[float, Field(ge=0, le=4)] = 0.5
+    class_tau: Annotated[float, Field(gt=0, le=1)] = 0.05
 
 
 MAX_LEVEL = 2  # the coarsest correlation is at a quarter of the frame's resolution
@@ -150,6 +162,7 @@ class MatchDetector(EncodedDetector):
         self._variants: list[tuple[np.ndarray, np.ndarray, str, str]] = []
         self._ladders: list[list[np.ndarray]] = []  # per variant: the template halved
         self._spectra = SpectrumCache()
+        self.region = RegionClasses(self.params.class_tau)
 
     # -- enrolment ---------------------------------------------------------------
     def enroll(self, prompts: list[PromptExample], normals: list[np.ndarray],
@@ -161,13 +174,16 @@ class MatchDetector(EncodedDetector):
         by_image: dict[int, list[PromptExample]] = {}
         for ex in prompts:
             by_image.setdefault(id(ex.image), []).append(ex)
+        regions: list[tuple[np.ndarray, float, tuple[float, ...], str]] = []
         for group in tqdm(by_image.values(), "match: prompt images", disable=not progress):
             img = mono(group[0].image)
             boxes = [ex.bbox for ex in group]
             surfaces.append((img, boxes))
-            if p.anomaly_power > 0:  # the token cue: this image's tokens off the boxes
+            if p.anomaly_power > 0 or p.class_power > 0:
                 grid = self.extractor.grid(img)
                 f = self.extractor.scale(img.shape)
+                regions += [(grid, f, ex.bbox, ex.cls) for ex in group]
+            if p.anomaly_power > 0:  # the token cue: this image's tokens off the boxes
                 scaled = [tuple(v * f for v in b) for b in boxes]
                 good.append(grid[~box_tokens(grid.shape[:2], scaled, p.margin_tokens)])
             for ex in group:
@@ -199,6 +215,7 @@ class MatchDetector(EncodedDetector):
                 bank = bank[greedy_coreset(bank, p.max_bank, 32, p.seed, progress)]
         self.ref = ref
         self._set(templates, masks, t_cls, t_ids, np.ascontiguousarray(bank, np.float32))
+        self.region.fit(regions if p.class_power > 0 else [])
         self.background = (self._background(surfaces, progress) if p.calibrate
                            else np.zeros(len(self._variants), np.float32))
 
@@ -312,7 +329,9 @@ class MatchDetector(EncodedDetector):
                 "template_shapes": shapes,
                 "template_masks": np.concatenate([m.ravel() for m in self.template_masks]),
                 "template_classes": np.array(self.template_classes, dtype=str),
-                "template_ids": np.array(self.template_ids, dtype=str)}
+                "template_ids": np.array(self.template_ids, dtype=str),
+                "class_protos": self.region.protos,
+                "class_proto_classes": np.array(self.region.proto_classes, dtype=str)}
 
     def load_enrolled_state(self, state: dict[str, np.ndarray]) -> None:
         shapes = np.asarray(state["template_shapes"], np.int64).reshape(-1, 2)
@@ -343,14 +362,20 @@ class MatchDetector(EncodedDetector):
         self.ref = float(state["ref"])
         self._set(templates, masks, cls, ids, bank)
         self.background = bg
+        if "class_protos" not in state or "class_proto_classes" not in state:
+            raise ValueError("enrolled state: no class_protos / class_proto_classes (an "
+                             "enrolment of an older matcher)")
+        self.region.set(state["class_protos"], [str(c) for c in state["class_proto_classes"]])
 
     # -- detection ---------------------------------------------------------------
     def encode(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        """The frame (mono) and its token grid (None when the anomaly cue is off):
-        neither depends on the enrolment, so evaluation encodes each test image once for
-        all prompt seeds."""
+        """The frame (mono) and its token grid (None when neither the anomaly cue nor the
+        class check needs it): neither depends on the enrolment, so evaluation encodes each
+        test image once for all prompt seeds."""
         img = mono(image)
-        return img, self.extractor.grid(img) if self.params.anomaly_power > 0 else None
+        p = self.params
+        return img, (self.extractor.grid(img) if p.anomaly_power > 0 or p.class_power > 0
+                     else None)
 
     def anomaly(self, img: np.ndarray, grid: np.ndarray) -> np.ndarray:
         """Per-pixel distance of the frame's tokens to the nearest defect-free token."""
@@ -365,7 +390,7 @@ class MatchDetector(EncodedDetector):
         """Detections of a frame `encode` returned (`hw`: its shape, unused here)."""
         p = self.params
         img, grid = encoded
-        amap = None if grid is None else self.anomaly(img, grid)
+        amap = self.anomaly(img, grid) if grid is not None and p.anomaly_power > 0 else None
         levels = [FrameCorrelator(f) for f in pyramid(img.astype(np.float32), MAX_LEVEL)]
         used = [min(len(ladder), len(levels)) - 1 for ladder in self._ladders]
         self._spectra.begin(levels, [used.count(level) for level in range(len(levels))])
@@ -389,6 +414,12 @@ class MatchDetector(EncodedDetector):
                 dets.append(Detection(cls=cls, score=s, bbox=(float(x), float(y), float(w),
                                                                float(h)),
                                       mask=mask, area_px=float(mask.sum()), prompt_id=pid))
+        if p.class_power > 0 and grid is not None and dets:
+            probs = self.region.probabilities(grid, self.extractor.scale(img.shape),
+                                              np.array([d.bbox for d in dets]),
+                                              [d.cls for d in dets])
+            for d, q in zip(dets, probs.tolist(), strict=True):
+                d.score *= q ** p.class_power
         dets.sort(key=lambda d: -d.score)
         return dets
 

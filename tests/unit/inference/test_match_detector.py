@@ -64,9 +64,24 @@ def test_enrolled_state_restores_the_same_detections(enrolled: MatchDetector):
         (d.cls, d.bbox, d.prompt_id, round(d.score, 6)) for d in b]
     assert other.model_sha256 == enrolled.model_sha256
     assert MatchDetector({"orientations": 1}).model_sha256 != enrolled.model_sha256
+    assert state["class_protos"].shape[0] == len(state["class_proto_classes"]) > 0
+    older = {k: v for k, v in state.items() if k != "class_protos"}
+    with pytest.raises(ValueError, match="class_protos"):
+        MatchDetector({"orientations": 8}).load_enrolled_state(older)
     state["template_pixels"] = state["template_pixels"][:-1]
     with pytest.raises(ValueError, match="template shapes"):
         MatchDetector().load_enrolled_state(state)
+
+
+def test_the_class_check_only_lowers_scores_and_can_be_turned_off(enrolled: MatchDetector):
+    off = MatchDetector({"orientations": 8, "class_power": 0})
+    off.load_enrolled_state(enrolled.enrolled_state())
+    frame = render_part(frame_rng(38, 0), SIZE, SIZE, defects=["pit", "scratch"])[0]
+    on_scores = {(d.cls, d.bbox): d.score for d in enrolled.detect(frame)}
+    off_scores = {(d.cls, d.bbox): d.score for d in off.detect(frame)}
+    assert on_scores.keys() == off_scores.keys()
+    assert all(on_scores[k] <= off_scores[k] + 1e-12 for k in on_scores)
+    assert any(on_scores[k] < 0.9 * off_scores[k] for k in on_scores)
 
 
 def test_enrols_without_good_parts_from_the_prompt_images_alone():
