@@ -59,6 +59,14 @@ def markdown(result: dict) -> str:
                   f"{result.get('normals', 0)} good part(s)): mean "
                   f"{result['enrol_s']['mean']:.1f} s, max {result['enrol_s']['max']:.1f} s "
                   "per seed."]
+    capped = [(s["seed"], s["adapt"]) for s in result["per_seed"]
+              if (s.get("adapt") or {}).get("capped_by_time")]
+    if capped:  # a busy machine: fewer steps than the seed's deterministic enrolment
+        lines += ["", f"**Adaptation stopped at its time cap in {len(capped)} of "
+                  f"{len(result['per_seed'])} seed(s)** ("
+                  + ", ".join(f"seed {seed}: {a.get('steps_done')} steps" for seed, a in capped)
+                  + "): the machine was too busy to finish; those enrolments are not the "
+                  "seeds' reproducible ones, so neither are their figures."]
     lat = result["latency_ms"]
     lines += ["", f"Test images: {result['test_images']} ({result['defect_free_test_images']} "
               f"defect-free); backend {result['backend']}, input {result['size']} px, "

@@ -123,7 +123,14 @@ def test_report_markdown_and_pr_png(tmp_path: Path):
               "size": 320, "threads": 1, "latency_ms": {"p50": 1.0, "p99": 2.0, "encode_p50": 0.5}}
     md = markdown(result)
     assert "| crack | 50.0 |" in md and "mask" not in md.split("\n")[2]
+    assert "time cap" not in md
     json.dumps(result)
+    result["per_seed"] = [{"seed": 0, "box_ap50": 0.5, "mask_ap50": None,
+                           "adapt": {"steps_done": 1241, "capped_by_time": True}},
+                          {"seed": 1, "box_ap50": 0.5, "mask_ap50": None,
+                           "adapt": {"steps_done": 1500, "capped_by_time": False}}]
+    md = markdown(result)  # a busy machine's enrolment is named as such
+    assert "time cap in 1 of 2 seed(s)** (seed 0: 1241 steps)" in md
 
 
 def _tiny_dataset(data: Path, size: int, n_test: int) -> list:
