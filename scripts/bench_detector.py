@@ -3,7 +3,8 @@
 Enrols the demo recipe's prompts, then times detect() (resize, encoder graph, head graph,
 NMS and masks) on synthetic frames, for each thread count, side by side in one run with
 the texture detector as a reference, the training-free prompt matcher (kind match, its
-enrolment time in its row) for each thread count, and the two together (kind consensus).
+enrolment time in its row) for each thread count and once without its class check (whose
+frozen-token encoding is its "encode" column), and the two together (kind consensus).
 Prints a Markdown table (median and p99, ms).
 
     .venv/bin/python scripts/bench_detector.py [--frames 100] [--model engines/prompt-v2]
@@ -59,14 +60,16 @@ def main() -> None:
         ms, split = time_detector(det, frames, f"prompt, {threads} thread(s)")
         rows.append((f"prompt (ONNX Runtime, {threads} thread(s), input {det.params.size} px, "
                      f"{len(det.classes)} classes)", ms, split))
-    for threads in args.threads:
-        match = MatchDetector({"threads": threads})
+    for threads, check in [(t, True) for t in args.threads] + [(args.threads[-1], False)]:
+        match = MatchDetector({"threads": threads, **({} if check else {"class_power": 0})})
         t0 = time.perf_counter()
         match.enroll(prompts, normals)
         enrol_s = time.perf_counter() - t0
         ms, split = time_detector(match, frames, f"match, {threads} thread(s)")
         rows.append((f"match (training-free, {threads} thread(s), {match.n_variants} template "
-                     f"variants, enrolled in {enrol_s:.1f} s)", ms, split))
+                     f"variants, enrolled in {enrol_s:.1f} s"
+                     + ("" if check else "; class check off: no token encoding") + ")",
+                     ms, split))
     # the support's heads are not adapted here: adaptation changes their weights, not their
     # graphs, so a frame costs the same (and the row does not wait for 100 s of fine-tuning)
     both = ConsensusDetector({"support": {"kind": "prompt", "params": {
