@@ -54,7 +54,7 @@ from inspector.inference.unknown.anomaly import anomaly_map, to_score
 from inspector.inference.unknown.bank import NearestNeighbours, greedy_coreset
 from inspector.inference.unknown.features import STRIDE, FeatureParams, TokenExtractor
 
-VERSION = "match/3"  # 3: FFT correlation, coarse levels
+VERSION = "match/3"  # 3: FFT correlation, coarse levels, class check
 
 
 class MatchParams(DetectorParams):
@@ -395,7 +395,7 @@ class MatchDetector(EncodedDetector):
         used = [min(len(ladder), len(levels)) - 1 for ladder in self._ladders]
         self._spectra.begin(levels, [used.count(level) for level in range(len(levels))])
         jobs = list(zip(range(len(self._variants)), self.background.tolist(), strict=True))
-        if p.threads > 1:  # OpenCV releases the GIL: variants correlate side by side
+        if p.threads > 1:  # scipy's FFT and OpenCV release the GIL: variants side by side
             per_variant = list(pool("match", p.threads).map(
                 lambda job: self._peaks(levels, amap, *job), jobs))
         else:
