@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 
 from inspector.evaluation.errors import mean_ranking
-from inspector.evaluation.report import pct
+from inspector.evaluation.report import capped_adaptations, pct
 from inspector.evaluation.run import EvalSettings, run_eval
 
 REPO = Path(__file__).resolve().parents[1]
@@ -129,7 +129,7 @@ def main() -> None:
                 vals += ["n/a"] * (2 if ds == "magtile" else 1)
                 continue
             star = "*" if r[ds]["_open"] else ""
-            if any((x.get("adapt") or {}).get("capped_by_time") for x in r[ds]["per_seed"]):
+            if capped_adaptations(r[ds]["per_seed"]):
                 star += "†"
             vals.append(pct(r[ds]["box_ap50_mean"]) + star)
             if ds == "magtile":

@@ -17,6 +17,12 @@ def pct(v: float | None) -> str:
     return "n/a" if v is None else f"{100 * v:.1f}"
 
 
+def capped_adaptations(per_seed: list[dict]) -> list[tuple[int, dict]]:
+    """(seed, adaptation record) of the seeds whose adaptation stopped at its time cap."""
+    return [(s["seed"], s["adapt"]) for s in per_seed
+            if (s.get("adapt") or {}).get("capped_by_time")]
+
+
 def markdown(result: dict) -> str:
     """The report of one `inspector eval` run (see run.run_eval for the dict)."""
     lines = [f"### {result['dataset']}: {result['model']}, k = {result['shots']} prompts "
@@ -59,8 +65,7 @@ def markdown(result: dict) -> str:
                   f"{result.get('normals', 0)} good part(s)): mean "
                   f"{result['enrol_s']['mean']:.1f} s, max {result['enrol_s']['max']:.1f} s "
                   "per seed."]
-    capped = [(s["seed"], s["adapt"]) for s in result["per_seed"]
-              if (s.get("adapt") or {}).get("capped_by_time")]
+    capped = capped_adaptations(result["per_seed"])
     if capped:  # a busy machine: fewer steps than the seed's deterministic enrolment
         lines += ["", f"**Adaptation stopped at its time cap in {len(capped)} of "
                   f"{len(result['per_seed'])} seed(s)** ("

@@ -52,7 +52,7 @@ from inspector.inference.detectors.prompt import nms
 from inspector.inference.detectors.region_class import RegionClasses
 from inspector.inference.unknown.anomaly import anomaly_map, to_score
 from inspector.inference.unknown.bank import NearestNeighbours, greedy_coreset
-from inspector.inference.unknown.features import STRIDE, FeatureParams, TokenExtractor
+from inspector.inference.unknown.features import FeatureParams, TokenExtractor, token_spans
 
 VERSION = "match/3"  # 3: FFT correlation, coarse levels, class check
 
@@ -120,24 +120,12 @@ def coarse_level(shape: tuple[int, int], coarse_side: int) -> int:
 def box_tokens(shape: tuple[int, int], boxes: list[tuple[float, ...]], margin: int
                ) -> np.ndarray:
     """Bool (h, w) token grid: tokens that overlap any box grown by `margin` tokens."""
-    h, w = shape
-    m = np.zeros((h, w), bool)
-    for x, y, bw, bh in boxes:
-        x0, y0 = int(x // STRIDE) - margin, int(y // STRIDE) - margin
-        x1 = int(np.ceil((x + bw) / STRIDE)) + margin
-        y1 = int(np.ceil((y + bh) / STRIDE)) + margin
-        m[max(0, y0):max(0, y1), max(0, x0):max(0, x1)] = True
+    m = np.zeros(shape, bool)
+    if boxes:
+        x0, y0, x1, y1 = token_spans(np.array(boxes, np.float64), margin)
+        for a, b, c, d in zip(x0, y0, x1, y1, strict=True):
+            m[max(0, b):max(0, d), max(0, a):max(0, c)] = True
     return m
-
-
-def correlate(frame: FrameCorrelator, t: np.ndarray,
-              spectrum: np.ndarray | None = None) -> np.ndarray | None:
-    """TM_CCOEFF_NORMED map of template `t` (clipped to the frame) over the frame; None
-    when the (clipped) template is flat and so correlates with nothing. `spectrum`: the
-    template's, when already known for this frame's shape."""
-    if spectrum is None:
-        spectrum = frame.template_spectrum(t)
-    return None if spectrum is None else frame.ncc(t.shape, spectrum)
 
 
 class MatchDetector(EncodedDetector):
@@ -231,9 +219,10 @@ class MatchDetector(EncodedDetector):
             levels = [FrameCorrelator(f) for f in pyramid(img.astype(np.float32), MAX_LEVEL)]
             for k in range(len(self._variants)):
                 frame, t, f = self._at_level(levels, k)
-                ncc = correlate(frame, t)
-                if ncc is None:
+                spectrum = frame.template_spectrum(t)
+                if spectrum is None:  # flat: correlates with nothing
                     continue
+                ncc = frame.ncc(t.shape, spectrum)
                 th, tw = min(t.shape[0], frame.shape[0]), min(t.shape[1], frame.shape[1])
                 ok = np.ones(ncc.shape, bool)
                 for x, y, bw, bh in boxes:  # windows that overlap a prompt box
@@ -431,9 +420,10 @@ class MatchDetector(EncodedDetector):
         p = self.params
         t, tm, cls, pid = self._variants[k]
         frame, tl, f = self._at_level(levels, k)
-        ncc = correlate(frame, tl, self._spectra.get(frame, k, tl))
-        if ncc is None:
+        spectrum = self._spectra.get(frame, k, tl)
+        if spectrum is None:  # flat: correlates with nothing
             return cls, []
+        ncc = frame.ncc(tl.shape, spectrum)
         full = levels[0]
         th, tw = min(t.shape[0], full.shape[0]), min(t.shape[1], full.shape[1])
         mm = tm[:th, :tw]

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from inspector.inference.unknown.features import STRIDE
+from inspector.inference.unknown.features import token_spans
 
 
 def box_sums(grid: np.ndarray, boxes: np.ndarray, scale: float) -> np.ndarray:
@@ -24,11 +24,9 @@ def box_sums(grid: np.ndarray, boxes: np.ndarray, scale: float) -> np.ndarray:
     h, w, c = grid.shape
     integral = np.zeros((h + 1, w + 1, c), np.float64)
     integral[1:, 1:] = grid.cumsum(0).cumsum(1)
-    b = np.asarray(boxes, np.float64).reshape(-1, 4) * scale
-    x0 = np.clip(np.floor(b[:, 0] / STRIDE), 0, w - 1).astype(int)
-    y0 = np.clip(np.floor(b[:, 1] / STRIDE), 0, h - 1).astype(int)
-    x1 = np.clip(np.ceil((b[:, 0] + b[:, 2]) / STRIDE), x0 + 1, w).astype(int)
-    y1 = np.clip(np.ceil((b[:, 1] + b[:, 3]) / STRIDE), y0 + 1, h).astype(int)
+    x0, y0, x1, y1 = token_spans(np.asarray(boxes, np.float64).reshape(-1, 4) * scale)
+    x0, y0 = np.clip(x0, 0, w - 1), np.clip(y0, 0, h - 1)  # at least one token each
+    x1, y1 = np.clip(x1, x0 + 1, w), np.clip(y1, y0 + 1, h)
     return integral[y1, x1] - integral[y0, x1] - integral[y1, x0] + integral[y0, x0]
 
 
@@ -43,32 +41,34 @@ class RegionClasses:
 
     def __init__(self, tau: float) -> None:
         self.tau = tau
-        self.protos = np.zeros((0, 0), np.float32)  # (examples, C), unit rows
-        self.proto_classes: list[str] = []
+        self.set(np.zeros((0, 0), np.float32), [])
 
     def fit(self, examples: list[tuple[np.ndarray, float, tuple[float, ...], str]]) -> None:
         """Prototypes from (token grid, its scale, box, class) per prompt example."""
         rows = [box_sums(g, np.array([box]), s)[0] for g, s, box, _ in examples]
-        self.protos = unit(np.stack(rows)) if rows else np.zeros((0, 0), np.float32)
-        self.proto_classes = [c for _, _, _, c in examples]
+        self.set(unit(np.stack(rows)) if rows else np.zeros((0, 0), np.float32),
+                 [c for _, _, _, c in examples])
 
     def set(self, protos: np.ndarray, classes: list[str]) -> None:
         """Restore prototypes saved from `protos` / `proto_classes`."""
         if len(protos) != len(classes):
             raise ValueError(f"region classes: {len(protos)} prototypes for {len(classes)} "
                              "class names")
-        self.protos, self.proto_classes = np.asarray(protos, np.float32), list(classes)
+        self.protos = np.asarray(protos, np.float32)  # (examples, C), unit rows
+        self.proto_classes = list(classes)
+        self._names = list(dict.fromkeys(classes))  # the classes, in first-seen order
+        own = np.array(classes)
+        self._columns = [own == c for c in self._names]  # per class: its prototypes
 
     def probabilities(self, grid: np.ndarray, scale: float, boxes: np.ndarray,
                       classes: list[str]) -> np.ndarray:
         """(n,) probability of each box's own class (`classes[i]`) among the prompt
         classes: softmax over the classes' best cosine similarity, temperature `tau`."""
-        names = list(dict.fromkeys(self.proto_classes))
+        names = self._names
         if len(boxes) == 0 or len(names) < 2:
             return np.ones(len(boxes))
         sims = unit(box_sums(grid, boxes, scale)) @ self.protos.T  # (n, examples)
-        own = np.array(self.proto_classes)
-        best = np.stack([sims[:, own == c].max(1) for c in names], 1)  # (n, classes)
+        best = np.stack([sims[:, cols].max(1) for cols in self._columns], 1)  # (n, classes)
         z = np.exp((best - best.max(1, keepdims=True)) / self.tau)
         p = z / z.sum(1, keepdims=True)
         col = np.array([names.index(c) for c in classes])

@@ -132,6 +132,18 @@ def _mono01(image: np.ndarray) -> np.ndarray:
     return image.astype(np.float32)
 
 
+def token_spans(boxes: np.ndarray, margin: int = 0
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Token index ranges [x0, x1) x [y0, y1) of the tokens that overlap each box (n, 4)
+    x y w h (grid pixels), grown by `margin` tokens; not clipped to a grid."""
+    b = np.asarray(boxes, np.float64).reshape(-1, 4)
+    x0 = np.floor(b[:, 0] / STRIDE).astype(int) - margin
+    y0 = np.floor(b[:, 1] / STRIDE).astype(int) - margin
+    x1 = np.ceil((b[:, 0] + b[:, 2]) / STRIDE).astype(int) + margin
+    y1 = np.ceil((b[:, 1] + b[:, 3]) / STRIDE).astype(int) + margin
+    return x0, y0, x1, y1
+
+
 class TokenExtractor:
     """Image -> (h, w, C) token grid at stride 8 of the (resized) image."""
 
