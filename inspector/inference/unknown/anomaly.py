@@ -38,19 +38,26 @@ def anomaly_map(dist: np.ndarray, frame_shape: tuple[int, int], scale: float,
     return np.ascontiguousarray(m)
 
 
-def border_classes(h: int, w: int) -> np.ndarray:
-    """(h, w) int class of each token: 0 corner, 1 edge, 2 interior.
+def border_classes(h: int, w: int, rings: int = 2) -> np.ndarray:
+    """(h, w) int class of each token by where it lies against the frame's edge.
 
-    Border tokens of any frame are judged from fewer bank examples (4 corners per good
-    part) and see the frame's edge, so their distances run higher; the branch rescales
-    each class to the interior's spread, measured on held-out good parts.
+    0 .. rings-1: the ring it lies in (0 the outermost), `rings`: the interior,
+    rings+1+r: a corner block (within `rings` tokens of two edges, r its ring); so
+    2 * rings + 1 classes. Tokens near the frame's edge see the edge, the mirrored margin
+    and fewer bank examples (4 corners per good part), so their distances run higher and
+    the outermost rows most (MagTile: the two outer rings and the corners, measured on
+    held-out good parts); the branch rescales each class to the interior's spread.
     """
-    rows = np.zeros(h, bool)
-    cols = np.zeros(w, bool)
-    rows[[0, -1]] = True
-    cols[[0, -1]] = True
-    edge_r, edge_c = rows[:, None], cols[None, :]
-    return np.where(edge_r & edge_c, 0, np.where(edge_r | edge_c, 1, 2)).astype(np.int8)
+    ri = np.minimum(np.arange(h), np.arange(h)[::-1])[:, None]
+    rj = np.minimum(np.arange(w), np.arange(w)[::-1])[None, :]
+    ring = np.minimum(np.minimum(ri, rj), rings)
+    corner = (ri < rings) & (rj < rings)
+    return np.where(corner, rings + 1 + ring, ring).astype(np.int8)
+
+
+def border_class_count(rings: int) -> int:
+    """How many classes `border_classes(.., rings)` uses."""
+    return 2 * rings + 1
 
 
 def to_score(d: np.ndarray | float, threshold: float, at_threshold: float,

@@ -3,10 +3,12 @@
 Any detector can own one (see inspector/inference/detectors/with_unknown.py): `enroll(normals)`
 builds the token bank of the good parts (features.py), reduces it with a greedy coreset
 (bank.py) and calibrates the threshold on held-out folds to the recipe's target
-false-alarm rate (calibrate.py), after rescaling corner and edge tokens to the spread of
-interior ones on the same held-out parts (without it, 7 of 200 new demo good parts
-alarmed at a frame corner); `detect(image)` returns regions far from every good token
-(anomaly.py). `state()` / `load_state()` carry the enrolment as plain arrays.
+false-alarm rate (calibrate.py), after rescaling the tokens of the frame's outer rings
+and corner blocks to the spread of interior ones on the same held-out parts (without it,
+7 of 200 new demo good parts alarmed at a frame corner; on MagTile the bright bands at a
+tile's edge were the highest-scored good parts, BENCHMARKS.md); `detect(image)` returns
+regions far from every good token (anomaly.py). `state()` / `load_state()` carry the
+enrolment as plain arrays.
 """
 
 from __future__ import annotations
@@ -23,13 +25,19 @@ from tqdm import tqdm
 
 from inspector.core.strict import StrictModel
 from inspector.inference.detectors.base import Detection
-from inspector.inference.unknown.anomaly import anomaly_map, border_classes, regions, to_score
+from inspector.inference.unknown.anomaly import (
+    anomaly_map,
+    border_class_count,
+    border_classes,
+    regions,
+    to_score,
+)
 from inspector.inference.unknown.bank import Backend, NearestNeighbours, greedy_coreset
 from inspector.inference.unknown.calibrate import Calibration, folds, threshold_for_rate
 from inspector.inference.unknown.features import FeatureParams, TokenExtractor
 
 log = logging.getLogger(__name__)
-VERSION = "unknown/3"  # bump when enrolment changes: invalidates recipe caches
+VERSION = "unknown/4"  # bump when enrolment changes: invalidates recipe caches
 
 
 class UnknownParams(StrictModel):
@@ -52,8 +60,9 @@ class UnknownParams(StrictModel):
     min_area_px: Annotated[int, Field(ge=1)] = 16
     max_regions: Annotated[int, Field(ge=1)] = 20
     min_normals: Annotated[int, Field(ge=2)] = 3
-    border_norm: bool = True  # rescale corner / edge tokens to the interior (held-out)
-    border_quantile: Annotated[float, Field(gt=0.5, lt=1)] = 0.95
+    border_norm: bool = True  # rescale tokens near the frame's edge to the interior (held-out)
+    border_rings: Annotated[int, Field(ge=1, le=8)] = 2  # token rings that count as edge
+    border_quantile: Annotated[float, Field(gt=0.5, lt=1)] = 0.99
     # what a part is judged by: the anomaly map's maximum, or the mean of its `topk` most
     # distant tokens (better image AUROC on MagTile, BSData and CPLID, BENCHMARKS.md; it
     # can dilute a defect only a few tokens wide in a large frame, so it is opt-in)
@@ -76,7 +85,7 @@ class UnknownBranch:
         self.nn: NearestNeighbours | None = None
         self.calibration: Calibration | None = None
         self.threshold = np.inf
-        self.border_scale = np.ones(3, np.float32)  # corner, edge, interior
+        self.border_scale = self._no_border_scale()  # per anomaly.border_classes class
         self._sha: str | None = None  # cached: results name the model on every frame
 
     # --- enrolment -----------------------------------------------------------------
@@ -114,22 +123,27 @@ class UnknownBranch:
         return np.ascontiguousarray(x[greedy_coreset(x, n, p.proj_dim, p.seed, progress)])
 
     def enroll(self, normals: list[np.ndarray], progress: bool = False) -> Calibration:
+        self._check_count(len(normals))  # before encoding them
+        return self.enroll_tokens(self.tokens(normals, progress),
+                                  [im.shape[:2] for im in normals], progress)
+
+    def enroll_tokens(self, toks: list[np.ndarray], shapes: list[tuple[int, ...]],
+                      progress: bool = False) -> Calibration:
+        """`enroll` from the good parts' `tokens()` and frame shapes (the evaluation
+        encodes its images once for all reference counts)."""
         p = self.params
-        if len(normals) < p.min_normals:
-            raise ValueError(f"unknown-defect branch needs >= {p.min_normals} good-part images, "
-                             f"got {len(normals)}")
-        toks = self.tokens(normals, progress)
+        self._check_count(len(toks))
         reduced, _ = self.stage_one(toks, progress)
-        dists: list[np.ndarray] = [np.empty(0)] * len(normals)
-        for k, held in enumerate(folds(len(normals), p.folds, p.seed)):
-            keep = np.setdiff1d(np.arange(len(normals)), held)
+        dists: list[np.ndarray] = [np.empty(0)] * len(toks)
+        for k, held in enumerate(folds(len(toks), p.folds, p.seed)):
+            keep = np.setdiff1d(np.arange(len(toks)), held)
             nn = self._index(self.build_bank([reduced[i] for i in keep],
                                              total=sum(len(toks[i]) for i in keep)))
             for i in tqdm(held, f"calibrate fold {k + 1}", disable=not progress):
-                dists[i] = nn.search(toks[i]).reshape(self._grid_shape(normals[i]))
-        scale = self._border_scale(dists) if p.border_norm else np.ones(3, np.float32)
-        scores = np.array([self._part_score(self._scaled(d, scale), im)[0]
-                           for d, im in zip(dists, normals, strict=True)])
+                dists[i] = nn.search(toks[i]).reshape(self._grid_shape(shapes[i]))
+        scale = self._border_scale(dists) if p.border_norm else self._no_border_scale()
+        scores = np.array([self.part_score(self._scaled(d, scale), sh)[0]
+                           for d, sh in zip(dists, shapes, strict=True)])
         cal = threshold_for_rate(scores, self.target_rate)
         bank = self.build_bank(reduced, progress, total=sum(len(t) for t in toks))
         self.set_enrolment(bank, cal, scale)
@@ -138,17 +152,27 @@ class UnknownBranch:
                 np.round(scale, 3).tolist())
         return cal
 
+    def _check_count(self, n: int) -> None:
+        if n < self.params.min_normals:
+            raise ValueError(f"unknown-defect branch needs >= {self.params.min_normals} "
+                             f"good-part images, got {n}")
+
+    def _no_border_scale(self) -> np.ndarray:
+        return np.ones(border_class_count(self.params.border_rings), np.float32)
+
     def _border_scale(self, dists: list[np.ndarray]) -> np.ndarray:
-        """Per border class, interior quantile / class quantile of held-out distances."""
-        q = self.params.border_quantile
-        vals: list[list[np.ndarray]] = [[], [], []]
+        """Per border class, interior quantile / class quantile of held-out distances
+        (1 for a class no held-out part has, e.g. the inner rings of tiny frames)."""
+        p = self.params
+        n = border_class_count(p.border_rings)
+        vals: list[list[np.ndarray]] = [[] for _ in range(n)]
         for d in dists:
-            cls = border_classes(*d.shape)
-            for c in range(3):
+            cls = border_classes(*d.shape, p.border_rings)
+            for c in range(n):
                 vals[c].append(d[cls == c])
-        qs = [np.quantile(np.concatenate(v), q) if sum(len(a) for a in v) else np.nan
-              for v in vals]
-        ref = qs[2] if np.isfinite(qs[2]) else np.nanmax(qs)
+        qs = [np.quantile(np.concatenate(v), p.border_quantile) if sum(len(a) for a in v)
+              else np.nan for v in vals]
+        ref = qs[p.border_rings] if np.isfinite(qs[p.border_rings]) else np.nanmax(qs)
         out = np.array([ref / x if np.isfinite(x) and x > 0 else 1.0 for x in qs])
         return np.clip(out, 0.25, 4.0).astype(np.float32)
 
@@ -156,12 +180,6 @@ class UnknownBranch:
         p = self.params
         return NearestNeighbours(bank, p.search, nprobe=p.nprobe, pca_dim=p.pca_dim,
                                  hnsw_m=p.hnsw_m, ef_search=p.ef_search)
-
-    def fit_bank(self, per_image: list[np.ndarray], progress: bool = False) -> None:
-        """Bank from tokens of good parts, without a threshold (evaluation by ranking)."""
-        self.bank = self.build_bank(per_image, progress)
-        self.nn = self._index(self.bank)
-        self._sha = None
 
     def set_enrolment(self, bank: np.ndarray, cal: Calibration,
                       border_scale: np.ndarray | None = None) -> None:
@@ -171,47 +189,51 @@ class UnknownBranch:
         self._sha = None
         self.calibration = cal
         self.threshold = cal.threshold
-        self.border_scale = (np.ones(3, np.float32) if border_scale is None
+        self.border_scale = (self._no_border_scale() if border_scale is None
                              else np.asarray(border_scale, np.float32))
 
     # --- detection -------------------------------------------------------------------
     def _dist(self, image: np.ndarray) -> np.ndarray:
         """Border-scaled distance of each token of `image` to the bank, (h, w)."""
+        return self.distances(self.extractor.grid(image))
+
+    def distances(self, g: np.ndarray) -> np.ndarray:
+        """Border-scaled distance of each token of a (h, w, C) grid to the bank, (h, w)."""
         if self.nn is None:
             raise RuntimeError("unknown-defect branch used before enroll()")
-        g = self.extractor.grid(image)
         return self._scaled(self.nn.search(g.reshape(-1, g.shape[-1])).reshape(g.shape[:2]),
                             self.border_scale)
 
-    @staticmethod
-    def _scaled(dist: np.ndarray, scale: np.ndarray) -> np.ndarray:
-        return dist if np.all(scale == 1.0) else dist * scale[border_classes(*dist.shape)]
+    def _scaled(self, dist: np.ndarray, scale: np.ndarray) -> np.ndarray:
+        if np.all(scale == 1.0):
+            return dist
+        return dist * scale[border_classes(*dist.shape, self.params.border_rings)]
 
-    def _to_map(self, dist: np.ndarray, image: np.ndarray) -> np.ndarray:
-        return anomaly_map(dist, image.shape, self.extractor.scale(image.shape),
-                           self.params.blur_sigma)
+    def _to_map(self, dist: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+        return anomaly_map(dist, shape, self.extractor.scale(shape), self.params.blur_sigma)
 
-    def _part_score(self, dist: np.ndarray, image: np.ndarray) -> tuple[float, np.ndarray]:
-        """The part's score (what the threshold is calibrated on) and its anomaly map."""
-        amap = self._to_map(dist, image)
+    def part_score(self, dist: np.ndarray, shape: tuple[int, ...]) -> tuple[float, np.ndarray]:
+        """The part's score (what the threshold is calibrated on) and its anomaly map, from
+        its token distances and the frame's shape."""
+        amap = self._to_map(dist, shape)
         if self.params.image_score == "map_max":
             return float(amap.max()), amap
         flat = dist.ravel()
         k = min(self.params.topk, flat.size)
         return float(np.partition(flat, flat.size - k)[-k:].mean()), amap
 
-    def _grid_shape(self, image: np.ndarray) -> tuple[int, int]:
-        f = self.extractor.scale(image.shape)
-        H, W = (max(16, round(v * f)) for v in image.shape[:2]) if f != 1.0 else image.shape[:2]
+    def _grid_shape(self, shape: tuple[int, ...]) -> tuple[int, int]:
+        f = self.extractor.scale(shape)
+        H, W = (max(16, round(v * f)) for v in shape[:2]) if f != 1.0 else shape[:2]
         return -(-H // 8), -(-W // 8)
 
     def anomaly_map(self, image: np.ndarray) -> np.ndarray:
         """Distance to the nearest good token, per pixel of `image` (raw units)."""
-        return self._to_map(self._dist(image), image)
+        return self._to_map(self._dist(image), image.shape)
 
     def detect(self, image: np.ndarray) -> list[Detection]:
         p = self.params
-        score, amap = self._part_score(self._dist(image), image)
+        score, amap = self.part_score(self._dist(image), image.shape)
         if p.image_score == "map_max":
             return regions(amap, self.threshold, self.at_threshold, p.low_ratio,
                            p.min_area_px, p.max_regions)
@@ -256,7 +278,7 @@ class UnknownBranch:
         if saved != json.loads(self.params.model_dump_json()):
             raise ValueError("unknown-branch state was made with other params")
         if (bank.ndim != 2 or bank.shape[1] != self.params.features.dim or c.shape != (6,)
-                or border.shape != (3,)):
+                or border.shape != (border_class_count(self.params.border_rings),)):
             raise ValueError(f"unknown-branch state has bank {bank.shape}, calibration "
                              f"{c.shape}, border scale {border.shape}")
         cal = Calibration(threshold=float(c[0]), target_rate=float(c[1]),

@@ -193,10 +193,17 @@ def test_auroc_and_aupro_definitions():
         auroc([1, 2], [1, 1])
 
 
-def test_border_classes_mark_corners_and_edges():
-    c = border_classes(4, 5)
-    assert (c[[0, 0, -1, -1], [0, -1, 0, -1]] == 0).all() and (c == 0).sum() == 4
-    assert (c == 1).sum() == 2 * (4 - 2) + 2 * (5 - 2) and (c[1:-1, 1:-1] == 2).all()
+def test_border_classes_mark_rings_and_corners():
+    c = border_classes(4, 5, rings=1)  # 0 edge, 1 interior, 2 corner
+    assert (c[[0, 0, -1, -1], [0, -1, 0, -1]] == 2).all() and (c == 2).sum() == 4
+    assert (c == 0).sum() == 2 * (4 - 2) + 2 * (5 - 2) and (c[1:-1, 1:-1] == 1).all()
+    c = border_classes(8, 9, rings=2)  # rings 0, 1, interior 2, corner blocks 3 (outer), 4
+    assert c.max() == 4 and (c[2:-2, 2:-2] == 2).all() and (c == 2).sum() == 4 * 5
+    assert c[0, 4] == 0 and c[1, 4] == 1 and c[4, 0] == 0 and c[4, -2] == 1
+    for corner in ((0, 0), (0, -1), (-1, 0), (-1, -1)):
+        assert c[corner] == 3
+    assert c[1, 1] == 4 and c[0, 1] == 3 and c[-2, -2] == 4 and (c == 4).sum() == 4
+    assert (c == 3).sum() == 4 * 3 and (c == 0).sum() == 2 * (9 - 4) + 2 * (8 - 4)
 
 
 def test_tokens_cover_any_frame_size():

@@ -49,5 +49,9 @@ def test_eval_unknown_compare_runs_both_steps_side_by_side(tmp_path: Path, capsy
         assert [r["refs_label"] for r in step["rows"]] == ["4", "all"]
         for r in step["rows"]:  # a dark disc on a textured part is easy to find
             assert r["image_auroc_max"] > 0.9 and r["pixel_auroc"] > 0.9, r
+            # enrolled as a recipe: a calibrated threshold that passes good parts and
+            # flags defective ones, and a border scale per border class
+            assert r["threshold"] > 0 and r["defective_flagged"] > r["good_flagged"], r
+            assert len(r["border_scale"]) == 2 * step["params"]["border_rings"] + 1
     assert table.count("| before |") == 2 and table.count("| now |") == 2
     assert (out / "now" / "overlays_all.png").is_file()
