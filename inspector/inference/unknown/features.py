@@ -24,6 +24,9 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from concurrent.futures import Future
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
@@ -144,6 +147,46 @@ def token_spans(boxes: np.ndarray, margin: int = 0
     return x0, y0, x1, y1
 
 
+class RecentGrids:
+    """The token grids of the last `size` frames, by frame content and extractor.
+
+    The first caller of a key computes it; a caller in another thread asking for the
+    same key meanwhile waits for that result instead of encoding the frame again. Small
+    on purpose: a 2048 px frame's grid is about 40 MB.
+    """
+
+    def __init__(self, size: int = 2) -> None:
+        self.size = size
+        self._lock = threading.Lock()
+        self._items: OrderedDict[tuple, Future[np.ndarray]] = OrderedDict()
+        self.computed = 0  # grids encoded (the rest were shared)
+
+    def get(self, key: tuple, compute: Callable[[], np.ndarray]) -> np.ndarray:
+        with self._lock:
+            fut = self._items.get(key)
+            owner = fut is None
+            if fut is None:
+                fut = self._items[key] = Future()
+                while len(self._items) > self.size:
+                    self._items.popitem(last=False)
+            else:
+                self._items.move_to_end(key)
+        if owner:
+            try:
+                fut.set_result(compute())
+                with self._lock:
+                    self.computed += 1
+            except BaseException as exc:
+                fut.set_exception(exc)
+                with self._lock:  # a failed frame is not remembered
+                    if self._items.get(key) is fut:
+                        del self._items[key]
+        return fut.result()
+
+
+RECENT_GRIDS = RecentGrids()
+
+
 class TokenExtractor:
     """Image -> (h, w, C) token grid at stride 8 of the (resized) image."""
 
@@ -158,7 +201,17 @@ class TokenExtractor:
 
     def grid(self, image: np.ndarray) -> np.ndarray:
         """Token grid (h, w, C) float32 with h = ceil(H'/8), w = ceil(W'/8) of the resized
-        frame H' x W'; token (i, j) covers pixels [8i, 8i+8) x [8j, 8j+8) there."""
+        frame H' x W'; token (i, j) covers pixels [8i, 8i+8) x [8j, 8j+8) there.
+
+        Read-only and shared: extractors with the same encoder and params (a recipe's
+        matcher and its unknown branch, in two threads) encode a frame once between them.
+        """
+        key = (self.encoder.sha256, self.params.model_dump_json(), image.shape,
+               image.dtype.str, hashlib.blake2b(np.ascontiguousarray(image).data,
+                                                digest_size=16).digest())
+        return RECENT_GRIDS.get(key, lambda: self._grid(image))
+
+    def _grid(self, image: np.ndarray) -> np.ndarray:
         p = self.params
         img = _mono01(image)
         f = self.scale(img.shape)
@@ -189,8 +242,9 @@ class TokenExtractor:
         tok = np.concatenate(parts, axis=2) if len(parts) > 1 else parts[0]
         if p.spectra:
             tok = np.concatenate([tok, p.spectra_weight * spectra_grid(img, tok.shape[:2])], 2)
-        return np.ascontiguousarray(tok, dtype=np.float32)
-
+        out = np.ascontiguousarray(tok, dtype=np.float32)
+        out.flags.writeable = False  # shared between the extractors of a frame
+        return out
 
     def _encode(self, padded: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Encoder outputs of a frame padded to multiples of 16, whole or tile by tile.

@@ -215,6 +215,28 @@ def test_tokens_cover_any_frame_size():
     assert half.shape[:2] == (8, 16)
 
 
+def test_a_frame_is_encoded_once_for_extractors_with_the_same_params():
+    """A recipe's matcher and its unknown branch ask for the same frame's tokens from two
+    threads: one encoder pass and one read-only grid for both; another frame or other
+    params encode again."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from inspector.inference.unknown.features import RECENT_GRIDS
+
+    frame = good_part(frame_rng(36, 0), 96, 128)
+    a, b = TokenExtractor(FeatureParams()), TokenExtractor(FeatureParams())
+    n = RECENT_GRIDS.computed
+    with ThreadPoolExecutor(2) as workers:
+        ga, gb = workers.map(lambda ex: ex.grid(frame), (a, b))
+    assert RECENT_GRIDS.computed == n + 1 and ga is gb and not ga.flags.writeable
+    np.testing.assert_array_equal(ga, a._grid(frame))  # what a pass of its own gives
+    other = frame.copy()
+    other[0, 0] ^= 1
+    assert a.grid(other) is not ga and RECENT_GRIDS.computed == n + 2
+    pooled = TokenExtractor(FeatureParams(pool=1)).grid(frame)
+    assert RECENT_GRIDS.computed == n + 3 and not np.array_equal(pooled, ga)
+
+
 def test_large_frames_are_encoded_in_tiles_with_the_same_tokens():
     """Tiles keep the encoder's working memory flat (scripts/bench_unknown.py --memory);
     inside the frame their tokens match one whole-frame pass to a few percent (the
