@@ -151,11 +151,13 @@ class RecentGrids:
     """The token grids of the last `size` frames, by frame content and extractor.
 
     The first caller of a key computes it; a caller in another thread asking for the
-    same key meanwhile waits for that result instead of encoding the frame again. Small
-    on purpose: a 2048 px frame's grid is about 40 MB.
+    same key meanwhile waits for that result instead of encoding the frame again, and
+    then drops it (a frame has two consumers: a matcher and the unknown branch). Small on
+    purpose: a 2048 px frame's grid is about 40 MB, and a recipe with one consumer keeps
+    at most `size` grids it will not ask for again.
     """
 
-    def __init__(self, size: int = 2) -> None:
+    def __init__(self, size: int = 1) -> None:
         self.size = size
         self._lock = threading.Lock()
         self._items: OrderedDict[tuple, Future[np.ndarray]] = OrderedDict()
@@ -170,7 +172,7 @@ class RecentGrids:
                 while len(self._items) > self.size:
                     self._items.popitem(last=False)
             else:
-                self._items.move_to_end(key)
+                del self._items[key]  # its second consumer: nobody else will ask
         if owner:
             try:
                 fut.set_result(compute())
