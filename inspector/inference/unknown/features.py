@@ -148,7 +148,7 @@ def token_spans(boxes: np.ndarray, margin: int = 0
 
 
 class RecentGrids:
-    """The token grids of the last `size` frames, by frame content and extractor.
+    """Token grids of recent frames, by frame content and extractor, until shared.
 
     The first caller of a key computes it; a caller in another thread asking for the
     same key meanwhile waits for that result instead of encoding the frame again, and
