@@ -60,6 +60,13 @@ def border_class_count(rings: int) -> int:
     return 2 * rings + 1
 
 
+def topk_mean(dist: np.ndarray, k: int) -> float:
+    """Mean of the `k` largest token distances (all of them in a smaller grid)."""
+    flat = dist.ravel()
+    k = min(k, flat.size)
+    return float(np.partition(flat, flat.size - k)[-k:].mean())
+
+
 def to_score(d: np.ndarray | float, threshold: float, at_threshold: float,
              gamma: float = 2.0) -> np.ndarray | float:
     """Monotone map of distances to 0..1 with `threshold` -> `at_threshold`."""

@@ -31,6 +31,7 @@ from inspector.inference.unknown.anomaly import (
     border_classes,
     regions,
     to_score,
+    topk_mean,
 )
 from inspector.inference.unknown.bank import Backend, NearestNeighbours, greedy_coreset
 from inspector.inference.unknown.calibrate import Calibration, folds, threshold_for_rate
@@ -218,9 +219,7 @@ class UnknownBranch:
         amap = self._to_map(dist, shape)
         if self.params.image_score == "map_max":
             return float(amap.max()), amap
-        flat = dist.ravel()
-        k = min(self.params.topk, flat.size)
-        return float(np.partition(flat, flat.size - k)[-k:].mean()), amap
+        return topk_mean(dist, self.params.topk), amap
 
     def _grid_shape(self, shape: tuple[int, ...]) -> tuple[int, int]:
         f = self.extractor.scale(shape)

@@ -195,6 +195,8 @@ class TokenExtractor:
     def __init__(self, params: FeatureParams | None = None, encoder: Encoder | None = None):
         self.params = params or FeatureParams()
         self.encoder = encoder or shared_encoder()
+        # what makes two extractors' grids of a frame equal (params are set once, here)
+        self._same = (self.encoder.sha256, self.params.model_dump_json())
 
     def scale(self, shape: tuple[int, ...]) -> float:
         """Resize factor applied to a frame of `shape` before encoding."""
@@ -208,9 +210,8 @@ class TokenExtractor:
         Read-only and shared: extractors with the same encoder and params (a recipe's
         matcher and its unknown branch, in two threads) encode a frame once between them.
         """
-        key = (self.encoder.sha256, self.params.model_dump_json(), image.shape,
-               image.dtype.str, hashlib.blake2b(np.ascontiguousarray(image).data,
-                                                digest_size=16).digest())
+        key = (*self._same, image.shape, image.dtype.str,
+               hashlib.blake2b(np.ascontiguousarray(image).data, digest_size=16).digest())
         return RECENT_GRIDS.get(key, lambda: self._grid(image))
 
     def _grid(self, image: np.ndarray) -> np.ndarray:
