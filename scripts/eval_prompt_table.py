@@ -2,16 +2,19 @@
 per enrolment (prompts only, or with N defect-free train images as good parts; with or
 without adaptation), with the enrolment time and latency, and whether the model saw
 each dataset in training (from its manifest): `*` marks a cell where it did not (open
-set). The training-free matcher (`inspector eval --detector match`) gets its own rows, and
+set). The training-free matcher (`inspector eval --detector match`) gets its own rows,
 with `--consensus` each model a row of the matcher confirmed by its heads
-(`--detector consensus`).
+(`--detector consensus`), and with `--select` a row of what a recipe gets by default: the
+heads or the matcher, whichever finds the held-out prompt examples better
+(`--detector select`).
 
 Runs `inspector eval` (same code) for each model, enrolment and dataset of
 ../shared/data with k=4 prompts and seeds 0 1 2, writes each report under out/, and
 prints one Markdown table.
 
     .venv/bin/python scripts/eval_prompt_table.py [--models engines/prompt-v1 ...]
-        [--normals 0 16] [--adapt] [--training-free] [--consensus] [--datasets magtile neu-det]
+        [--normals 0 16] [--adapt] [--training-free] [--consensus] [--select]
+        [--datasets magtile neu-det]
         [--params JSON] [--limit N]
 """
 
@@ -34,6 +37,27 @@ def trained_on(model: Path) -> set[str]:
     """Dataset names the model's manifest lists as training sources."""
     manifest = json.loads((model / "manifest.json").read_text(encoding="utf-8"))
     return {src["name"] for src in manifest.get("data", {}).get("sources", [])}
+
+
+def chosen_table(rows: list, datasets: list[str]) -> None:
+    """Per `select` cell: the detector each seed's enrolment kept, and the held-out box
+    AP50 of each candidate it tried."""
+    cells = [(name, normals, ds, r[ds]) for name, normals, r in rows for ds in datasets
+             if r[ds] is not None and r[ds]["detector"] == "select"]
+    if not cells:
+        return
+    print("\nChosen at enrolment, per seed (held-out box AP50 of matcher / heads, %):\n")
+    print("| model | good parts | dataset | " + " | ".join(
+        f"seed {p['seed']}" for p in cells[0][3]["per_seed"]) + " |")
+    print("|---|---:|---|" + "---|" * len(cells[0][3]["per_seed"]))
+    for name, normals, ds, r in cells:
+        vals = []
+        for p in r["per_seed"]:
+            sel = p.get("selection") or {}
+            aps = " / ".join("-" if a is None else f"{100 * a:.1f}"
+                             for a in sel.get("held_out_ap50", []))
+            vals.append(f"{sel.get('kind', '?')} ({aps})")
+        print(f"| {name} | {normals} | {ds} | " + " | ".join(vals) + " |")
 
 
 def ranking_table(rows: list, datasets: list[str]) -> None:
@@ -73,6 +97,10 @@ def main() -> None:
     ap.add_argument("--consensus", action="store_true",
                     help="add, per model, rows of the matcher confirmed by that model's "
                          "heads (detector kind consensus; adapted with --adapt)")
+    ap.add_argument("--select", action="store_true",
+                    help="add, per model, rows of the recipe default: that model's heads or "
+                         "the matcher, chosen on held-out prompt examples (detector kind "
+                         "select)")
     ap.add_argument("--datasets", nargs="+", default=["magtile", "neu-det"])
     ap.add_argument("--params", type=json.loads, default=None,
                     help='more detector.params of the models, as JSON, e.g. '
@@ -85,20 +113,23 @@ def main() -> None:
     rows = []
     runs = [(m, "prompt") for m in args.models] + (
         [(m, "consensus") for m in args.models] if args.consensus else []) + (
+        [(m, "select") for m in args.models] if args.select else []) + (
         [(REPO / "engines", "match")] if args.training_free else [])
     for model, kind in runs:
         seen = trained_on(model) if kind != "match" else set()
-        name = {"prompt": model.name, "match": "training-free matcher"}.get(
+        name = {"prompt": model.name, "match": "training-free matcher",
+                "select": f"chosen at enrolment: {model.name} or the matcher"}.get(
             kind, f"matcher confirmed by {model.name}")
         for normals in args.normals:
             res = {}
             for ds in args.datasets:
-                adapt = args.adapt and kind != "match"
+                # select tries its candidates per fold: adapting in each would take minutes
+                adapt = args.adapt and kind not in ("match", "select")
                 tag = (f"-n{normals}" if normals else "") + ("-adapt" if adapt else "")
                 stem = {"prompt": model.name, "match": "match"}.get(
                     kind, f"{kind}-{model.name}")
                 out = REPO / "out" / f"eval-{ds}-{stem}{tag}"
-                params = {"prompt": args.params, "match": None}.get(
+                params = {"prompt": args.params, "match": None, "select": None}.get(
                     kind, {"support": {"params": args.params or {}}})
                 try:
                     run_eval(EvalSettings(data=args.data / ds, model=model, shots=args.shots,
@@ -142,6 +173,7 @@ def main() -> None:
         print(f"| {name} | {normals} | " + " | ".join(vals) +
               f" | {enrol:.1f} | {first['latency_ms']['p50']:.1f} ms |")
     ranking_table(rows, args.datasets)
+    chosen_table(rows, args.datasets)
     if any(r[ds] is None for _, _, r in rows for ds in args.datasets):
         print("\nn/a: not run (the dataset's train split has no defect-free image to draw "
               "good parts from: NEU-DET).")

@@ -151,8 +151,13 @@ def register(sub) -> None:
     e = sub.add_parser("eval", help="visual-prompt evaluation on a COCO-layout dataset")
     e.add_argument("--data", required=True, help="dataset folder (images/, annotations_*.json)")
     e.add_argument("--model", default=str(DEFAULT_MODEL))
-    e.add_argument("--detector", choices=["prompt", "match", "consensus"], default="prompt",
-                   help="prompt: the trained heads of --model; match: training-free "
+    e.add_argument("--detector", choices=["prompt", "match", "consensus", "select"],
+                   default="select",
+                   help="select (the default, as in a recipe that names no kind): "
+                        "whichever of the heads of --model and the matcher finds the "
+                        "held-out prompt examples better, chosen at each enrolment "
+                        "(detectors/select.py); prompt: the trained heads of --model; "
+                        "match: training-free "
                         "template matching (inspector.inference.detectors.match); "
                         "consensus: the matcher confirmed by the heads of --model "
                         "(adapted with --adapt; detectors/consensus.py)")

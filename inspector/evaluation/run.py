@@ -24,9 +24,8 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from inspector.core.coco import decode_segmentation
+from inspector.core.coco import coco_ap50, decode_segmentation
 from inspector.evaluation.errors import add_splits, error_split, ranking
-from inspector.evaluation.metrics import coco_ap50
 from inspector.evaluation.protocol import draw_prompts
 from inspector.evaluation.report import markdown, pr_plot
 from inspector.inference.detectors.base import PromptExample
@@ -49,8 +48,9 @@ class EvalSettings:
     normals: int = 0  # defect-free train images given to enrolment as good parts
     adapt: str = "off"  # detector.params.adapt: off | auto | on
     adapt_steps: int | None = None  # None: the detector's default
-    # "prompt" (trained heads of `model`), "match" (training-free) or "consensus" (the
-    # matcher confirmed by the heads of `model`)
+    # "prompt" (trained heads of `model`), "match" (training-free), "consensus" (the
+    # matcher confirmed by the heads of `model`) or "select" (the better of the heads of
+    # `model` and the matcher on the held-out prompt images, chosen at each enrolment)
     detector: str = "prompt"
     params: dict | None = None  # more detector.params (e.g. the match detector's)
 
@@ -118,6 +118,8 @@ def _detector(s: EvalSettings):
 
     `consensus`: the matcher confirmed by the trained heads of `model` (adapted as
     `adapt` says); `params` merge into that, e.g. {"gain": 1, "support": {"params": ...}}.
+    `select`: the heads of `model` or the matcher, whichever finds the held-out prompt
+    examples better (detectors/select.py); `params` replace its defaults.
     """
     from inspector.inference.detectors import build_detector
     from inspector.recipes.recipe import DetectorSettings
@@ -128,7 +130,10 @@ def _detector(s: EvalSettings):
         prompt["adapt_steps"] = s.adapt_steps
     params = {"match": {"min_score": 0.0}, "prompt": prompt,
               "consensus": {"primary": {"kind": "match", "params": {"min_score": 0.0}},
-                            "support": {"kind": "prompt", "params": prompt}}}[s.detector]
+                            "support": {"kind": "prompt", "params": prompt}},
+              "select": {"candidates": [{"kind": "match", "params": {"min_score": 0.0}},
+                                        {"kind": "prompt", "params": prompt}]},
+              }[s.detector]
     return build_detector(DetectorSettings(kind=s.detector,
                                            params=_merged(params, s.params or {})))
 
@@ -184,6 +189,7 @@ def run_eval(s: EvalSettings) -> str:
         per_seed.append({"seed": seed, "enrol_s": round(enrol_s, 2),
                          "ranking": ranking(test, dets_box, split=splits[-1]),
                          "adapt": getattr(det, "adapt_record", None), "errors": splits[-1],
+                         "selection": getattr(det, "selection", None),
                          "box_ap50": box["ap50"], "box_per_class": box["per_class"],
                          "mask_ap50": segm["ap50"] if segm else None,
                          "mask_per_class": segm["per_class"] if segm else None,

@@ -41,21 +41,41 @@ def check_recipe(path: Path) -> CheckReport:
     return report
 
 
+def _prompt_params(kind: str | None, params: dict) -> list[tuple[tuple, dict]]:
+    """(path under detector.params, params) of each visual-prompt detector the recipe's
+    detector runs: itself, or a candidate of `select`, or a member of `consensus`."""
+    if kind == "prompt":
+        return [((), params)]
+    if kind == "select":
+        from inspector.inference.detectors.select import SelectParams
+
+        cands = SelectParams.parse(params).candidates
+        return [(("candidates", k, "params"), c.params) for k, c in enumerate(cands)
+                if c.kind == "prompt"]
+    if kind == "consensus":
+        from inspector.inference.detectors.consensus import ConsensusParams
+
+        p = ConsensusParams.parse(params)
+        return [((role, "params"), m.params) for role, m in
+                (("primary", p.primary), ("support", p.support)) if m.kind == "prompt"]
+    return []
+
+
 def _check_model(recipe: Recipe, report: CheckReport) -> None:
     """The prompt detector's model folder exists and every graph matches its pin."""
-    if recipe.detector.kind != "prompt":
-        return
     from inspector.core.validation import line_of, load_yaml
     from inspector.inference.detectors.prompt import PromptParams, resolve_model
     from inspector.inference.runtimes.base import BackendError, graph_paths
 
     file = recipe.folder / "recipe.yaml"
-    try:
-        graph_paths(resolve_model(PromptParams.parse(recipe.detector.params).model))
-    except (BackendError, ValueError, OSError) as exc:
-        _, node = load_yaml(file)
-        line = line_of(node, ("detector", "params", "model"))
-        report.errors.append(f"{file}:{line}: detector.params.model: {exc}")
+    for where, params in _prompt_params(recipe.detector.kind, recipe.detector.params):
+        try:
+            graph_paths(resolve_model(PromptParams.parse(params).model))
+        except (BackendError, ValueError, OSError) as exc:
+            _, node = load_yaml(file)
+            path = ("detector", "params", *where, "model")
+            field = ".".join(str(v) for v in path)
+            report.errors.append(f"{file}:{line_of(node, path)}: {field}: {exc}")
 
 
 def _check_normals(recipe: Recipe, report: CheckReport) -> set[tuple[int, int]]:

@@ -64,11 +64,12 @@ class UnknownRule(StrictModel):
 
 
 class DetectorSettings(StrictModel):
-    """Which detector judges the parts. `kind` left out: the visual-prompt detector when
-    the prompt bank has examples (no retraining for new defect kinds), else the
-    training-free texture detector; load_recipe resolves it. `match` is the training-free
-    prompt matcher (inspector/inference/detectors/match.py) for products the trained model has not
-    seen."""
+    """Which detector judges the parts. `kind` left out: when the prompt bank has
+    examples, `select` (detectors/select.py): at enrolment the training-free matcher
+    (`match`) and the trained visual-prompt heads (`prompt`) are each tried on held-out
+    examples, and the one that finds this product's defects is kept (the heads fail on
+    products they never saw in training); without examples, the training-free texture
+    detector. load_recipe resolves it."""
 
     kind: Literal[tuple(KINDS)] | None = None  # type: ignore[valid-type]
     # checked by load_recipe against the kind's own model (detectors/registry.py)
@@ -182,7 +183,7 @@ def load_recipe(path: Path) -> Recipe:
     if errors:
         raise InvalidFile(file, errors)
     if recipe.detector.kind is None:
-        recipe.detector.kind = "prompt" if recipe.prompt_bank().annotations else "texture"
+        recipe.detector.kind = "select" if recipe.prompt_bank().annotations else "texture"
     errors = _params_errors(recipe, file)
     if errors:
         raise InvalidFile(file, errors)

@@ -24,38 +24,25 @@ from dataclasses import replace
 from typing import Annotated, Any, Literal
 
 import numpy as np
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from inspector.core.coco import iou_xywh
-from inspector.core.strict import StrictModel
 from inspector.inference.detectors.base import (
     Detection,
     DetectorParams,
     EncodedDetector,
     PromptExample,
 )
-from inspector.inference.detectors.registry import detector_class, params_model
+from inspector.inference.detectors.registry import NestedDetector, detector_class
 
 VERSION = "consensus/1"
 PRIMARY, SUPPORT = "primary/", "support/"
 
 
-class Member(StrictModel):
+class Member(NestedDetector):
     """One of the two detectors: its kind and its own `params` (checked as that kind's)."""
 
     kind: Literal["match", "prompt"]
-    params: dict[str, Any] = Field(default_factory=dict)
-
-    @field_validator("params")
-    @classmethod
-    def _valid(cls, v: dict[str, Any], info) -> dict[str, Any]:
-        kind = info.data.get("kind")
-        if kind is not None:
-            try:
-                params_model(kind).parse(v)  # type: ignore[attr-defined]
-            except ValueError as exc:  # "detector.params.<field>: why", said from here
-                raise ValueError(str(exc).removeprefix("detector.params.")) from None
-        return v
 
 
 class ConsensusParams(DetectorParams):

@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
+from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field, field_validator
+
+from inspector.core.strict import StrictModel
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,8 @@ KINDS: dict[str, DetectorKind] = {
                           "MatchParams"),
     "consensus": DetectorKind("inspector.inference.detectors.consensus", "ConsensusDetector",
                               "ConsensusParams"),
+    "select": DetectorKind("inspector.inference.detectors.select", "SelectDetector",
+                           "SelectParams"),
 }
 # the good-part branch's params (`unknown.params` of a recipe): not a kind, same checks
 UNKNOWN_PARAMS = ("inspector.inference.unknown.branch", "UnknownParams")
@@ -60,3 +65,22 @@ def detector_class(kind: str) -> type:
     """The Detector class of `kind`."""
     e = _entry(kind)
     return getattr(importlib.import_module(e.module), e.detector)
+
+
+class NestedDetector(StrictModel):
+    """A detector inside another's params (a consensus member, a select candidate): its
+    kind and its own `params`, checked as that kind's. Subclasses narrow `kind`."""
+
+    kind: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("params")
+    @classmethod
+    def _valid(cls, v: dict[str, Any], info) -> dict[str, Any]:
+        kind = info.data.get("kind")
+        if kind is not None:
+            try:
+                params_model(kind).parse(v)  # type: ignore[attr-defined]
+            except ValueError as exc:  # "detector.params.<field>: why", said from here
+                raise ValueError(str(exc).removeprefix("detector.params.")) from None
+        return v

@@ -48,13 +48,19 @@ def test_edited_cache_with_recomputed_sha256_is_rebuilt(
     print(f"NOW edited enrolment cache: rebuilt ({got.reason})")
 
 
-def test_truncated_or_unpinned_model_is_refused_everywhere(
-        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def _truncated_model(tmp_path: Path) -> Path:
+    """A copy of a shipped model whose encoder graph is cut in half (its pin then fails)."""
     model = tmp_path / "model"
     shutil.copytree(REPO / "engines" / "prompt-v1", model,
                     ignore=shutil.ignore_patterns("weights.pt"))
     enc = model / "encoder.onnx"
     enc.write_bytes(enc.read_bytes()[: enc.stat().st_size // 2])
+    return model
+
+
+def test_truncated_or_unpinned_model_is_refused_everywhere(
+        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    model = _truncated_model(tmp_path)
     folder = write_recipe(tmp_path / "r")
     text = (folder / "recipe.yaml").read_text()
     (folder / "recipe.yaml").write_text(
@@ -68,6 +74,23 @@ def test_truncated_or_unpinned_model_is_refused_everywhere(
     err = capsys.readouterr().err
     assert "cannot enrol" in err and "encoder.onnx has sha256" in err
     assert "Traceback" not in err
+
+
+def test_a_truncated_model_of_a_candidate_is_named_by_its_field(
+        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """`select` runs the heads as one of its candidates: their model is checked too, and
+    the error names the candidate's field and line."""
+    model = _truncated_model(tmp_path)
+    folder = write_recipe(tmp_path / "r")
+    text = (folder / "recipe.yaml").read_text()
+    (folder / "recipe.yaml").write_text(
+        text + "detector:\n  kind: select\n  params:\n    candidates:\n"
+        f"      - kind: match\n      - kind: prompt\n        params: {{model: {model}}}\n")
+    assert cli("validate", str(folder)) == 1
+    err = capsys.readouterr().err
+    line = text.count("\n") + 7
+    assert f"recipe.yaml:{line}: detector.params.candidates.1.params.model:" in err
+    assert "encoder.onnx has sha256" in err and "Traceback" not in err
     missing = tmp_path / "nowhere"
     (folder / "recipe.yaml").write_text(
         text + f"detector:\n  kind: prompt\n  params: {{model: {missing}}}\n")

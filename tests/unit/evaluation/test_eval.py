@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from inspector.evaluation.metrics import coco_ap50
+from inspector.core.coco import coco_ap50
 from inspector.evaluation.protocol import draw_prompts
 from inspector.evaluation.report import markdown, pr_plot
 
@@ -184,3 +184,26 @@ def test_run_eval_measures_the_training_free_matcher(tmp_path: Path):
     with pytest.raises(ValueError, match="detector.params.scales"):
         run_eval(EvalSettings(data=data, model=tmp_path, seeds=[0], out=out,
                               detector="match", params={"scales": []}))
+
+
+def test_run_eval_of_select_reports_the_choice_and_scores_as_the_chosen_detector(
+        tmp_path: Path, tmp_path_factory):
+    """`--detector select` (a recipe's default): each seed's report says which detector the
+    enrolment kept and what each candidate scored on the held-out prompt examples, and the
+    seed scores exactly as that detector evaluated alone."""
+    from inspector.evaluation.run import EvalSettings, run_eval
+    from tests.helpers.prompt_fixtures import runtime_model
+
+    folder, size = runtime_model(tmp_path_factory)
+    data = tmp_path / "tiny"
+    _tiny_dataset(data, size, n_test=4)
+    common = {"data": data, "model": folder, "shots": 2, "seeds": [0], "size": size,
+              "threads": 1}
+    run_eval(EvalSettings(**common, out=tmp_path / "select", detector="select"))
+    r = json.loads((tmp_path / "select" / "report.json").read_text())
+    sel = r["per_seed"][0]["selection"]
+    assert r["detector"] == "select" and sel["kind"] in ("match", "prompt")
+    assert len(sel["held_out_ap50"]) == 2 and sel["held_out_images"] > 0
+    run_eval(EvalSettings(**common, out=tmp_path / "alone", detector=sel["kind"]))
+    alone = json.loads((tmp_path / "alone" / "report.json").read_text())
+    assert r["per_seed"][0]["box_ap50"] == alone["per_seed"][0]["box_ap50"]

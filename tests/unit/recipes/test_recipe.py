@@ -29,12 +29,12 @@ def test_hash_follows_content(recipe_dir: Path) -> None:
     assert load_recipe(recipe_dir).sha256 != before
 
 
-def test_detector_kind_defaults_to_prompt_when_the_bank_has_examples(tmp_path: Path) -> None:
-    """The visual-prompt detector is the default whenever the recipe has prompts."""
+def test_detector_kind_defaults_to_select_when_the_bank_has_examples(tmp_path: Path) -> None:
+    """With prompts, the detector is chosen at enrolment (`select`) by default."""
     recipe = json.loads(json.dumps(RECIPE))
     recipe.pop("detector", None)
     folder = write_recipe(tmp_path / "with", recipe)
-    assert load_recipe(folder).detector.kind == "prompt"
+    assert load_recipe(folder).detector.kind == "select"
     bank = folder / "prompts" / "prompts.json"
     coco = json.loads(bank.read_text())
     bank.write_text(json.dumps({**coco, "annotations": []}))
@@ -71,7 +71,7 @@ def _line(folder: Path, text: str) -> int:
     return next(i for i, s in enumerate(lines, 1) if text in s)
 
 
-@pytest.mark.parametrize("kind", [None, "prompt", "texture", "match"])
+@pytest.mark.parametrize("kind", [None, "prompt", "texture", "match", "select"])
 def test_misspelt_detector_params_are_rejected_at_load(tmp_path: Path, kind) -> None:
     """Each kind's params are checked against its own model (the registry), the kind left
     out resolved first: a typo is a file:line: field error, not a crash when building."""
