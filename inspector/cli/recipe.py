@@ -107,6 +107,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_enroll(args: argparse.Namespace) -> int:
     """Enrol each recipe, or load its fresh cache, and say which happened."""
+    from inspector.inference.detectors.select import describe_choice
     from inspector.recipes.cache import detector_for, enroll_cached
     from inspector.recipes.recipe import load_recipe
 
@@ -125,6 +126,9 @@ def cmd_enroll(args: argparse.Namespace) -> int:
         else:
             where = f"cache written to {got.path}" if got.written else "no cache written"
             print(f"{path}: enrolled in {got.seconds:.1f} s ({got.reason}); {where}")
+        chosen = describe_choice(detector)
+        if chosen:  # kind select: which detector this product got, and why
+            print(f"{path}: detector {chosen}")
     return 0
 
 

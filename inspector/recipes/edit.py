@@ -67,7 +67,9 @@ def new_recipe(folder: Path, recipe_id: str, product: str, classes: list[NewClas
         raise InvalidFile(folder, errors)
     doc = {
         "id": recipe_id, "rev": 1, "product": product, "mm_per_px": mm_per_px,
-        "detector": {"kind": "texture", "params": {}},
+        # no kind: texture while the prompt bank is empty, `select` once it has examples
+        # (load_recipe resolves it), so adding prompts is all it takes to use them
+        "detector": {"params": {}},
         "classes": [c.as_yaml() for c in classes],
         "unknown": {"enabled": True, "threshold": 0.6, "plc_code": 99},
         "prompts": "prompts/prompts.json", "normal": "normal",

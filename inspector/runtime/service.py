@@ -20,6 +20,7 @@ from inspector.config.station import StationConfig
 from inspector.core import workers
 from inspector.core.frames import FramePool
 from inspector.decision.results import ResultBuilder
+from inspector.inference.detectors.select import describe_choice
 from inspector.outputs.archive import Archive
 from inspector.outputs.sinks.base import ResultSink
 from inspector.outputs.sinks.console import ConsoleSink
@@ -190,8 +191,10 @@ class Service:
         if cfg.health.prometheus_port is not None:
             self.exporter = PrometheusExporter(cfg.health, self.stats)
             self.exporter.start()
-        log.info("inspecting with %d camera(s), recipe %s rev %s, detector %s", len(sources),
-                 active.recipe.id, active.recipe.rev, active.detector.kind)
+        chosen = describe_choice(active.detector)
+        log.info("inspecting with %d camera(s), recipe %s rev %s, detector %s%s",
+                 len(sources), active.recipe.id, active.recipe.rev, active.detector.kind,
+                 f": {chosen}" if chosen else "")
         # cameras open, detector enrolled; the broker may still be away (the outbox waits)
         self.supervisor.ready()
 

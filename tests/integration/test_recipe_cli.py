@@ -50,10 +50,15 @@ def test_recipe_lifecycle(tmp_path: Path, dataset: Path, capsys) -> None:
     r = load_recipe(folder)
     assert [c.name for c in r.classes] == ["scratch", "pit", "crack"] and r.rev == 2
 
+    assert r.detector.kind == "select"  # the default with prompts
     assert main(["recipe", "enroll", str(folder), "--quiet"]) == 0
-    assert "enrolled in" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "enrolled in" in out
+    (chosen,) = [s for s in out.splitlines() if ": detector " in s]
+    assert " kept (held-out box AP50: match " in chosen and ", prompt " in chosen
     assert main(["recipe", "enroll", str(folder), "--quiet"]) == 0
-    assert "cache is fresh" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "cache is fresh" in out and chosen in out  # the choice travels in the cache
 
     sheet = tmp_path / "sheet.png"
     assert main(["recipe", "show", str(folder), "--out", str(sheet)]) == 0

@@ -197,6 +197,15 @@ class SelectDetector(EncodedDetector):
         log.info("select: %s (%s)", p.candidates[self.chosen].kind, self.selection["why"])
         self.active.enroll(prompts, normals, progress=progress)
 
+    def summary(self) -> str:
+        """One line for the operator: what was kept and what each candidate scored."""
+        rec = self.selection or {}
+        aps = ", ".join(f"{c.kind} " + ("n/a" if a is None else f"{100 * a:.1f} %")
+                        for c, a in zip(self.params.candidates,
+                                        rec.get("held_out_ap50", []), strict=False))
+        return (f"{rec.get('kind', self.params.candidates[self.chosen].kind)} kept "
+                f"(held-out box AP50: {aps or 'not measured'}; {rec.get('why', '')})")
+
     def encode(self, image: np.ndarray) -> tuple[Any, ...]:
         """Every candidate's encoding: evaluation encodes a test image once, before the
         enrolments that choose (so its encode time is every candidate's); `detect`
@@ -240,3 +249,10 @@ class SelectDetector(EncodedDetector):
             h.update(f"{c.model_sha256}\0".encode())
         h.update(json.dumps([c.kind for c in self.params.candidates]).encode())
         return h.hexdigest()
+
+
+def describe_choice(detector: object) -> str | None:
+    """`summary()` of a `select` detector, bare or behind the good-part branch (its
+    `inner`); None for any other detector. For the enrol command and the service log."""
+    inner = getattr(detector, "inner", detector)
+    return inner.summary() if isinstance(inner, SelectDetector) else None
