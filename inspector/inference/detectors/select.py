@@ -31,6 +31,7 @@ from typing import Annotated, Any, Literal
 
 import numpy as np
 from pydantic import Field
+from tqdm import tqdm
 
 from inspector.core.coco import coco_ap50
 from inspector.inference.detectors.base import (
@@ -95,13 +96,14 @@ def fold_of_images(prompts: list[PromptExample], folds: int) -> dict[int, int]:
 
 
 def held_out_ap(det: EncodedDetector, prompts: list[PromptExample],
-                normals: list[np.ndarray], folds: dict[int, int], classes: list[str]
-                ) -> float | None:
+                normals: list[np.ndarray], folds: dict[int, int], classes: list[str],
+                progress: bool = False, what: str = "candidate") -> float | None:
     """Box AP50 of `det`, enrolled per fold on the other images, on the held-out prompt
     images, pooled over the folds (None when no image is held out)."""
     images, truths, found = [], [], []
     cat = {c: k + 1 for k, c in enumerate(classes)}
-    for f in sorted(set(folds.values())):
+    for f in tqdm(sorted(set(folds.values())), f"select: {what}, held-out folds",
+                  disable=not progress):
         held = {i for i, k in folds.items() if k == f}
         det.enroll([ex for ex in prompts if id(ex.image) not in held], normals)
         seen: set[int] = set()
@@ -179,7 +181,7 @@ class SelectDetector(EncodedDetector):
         for k, c in enumerate(p.candidates):
             if folds and len(p.candidates) > 1:
                 scores.append(held_out_ap(self.candidates[k], prompts, normals, folds,
-                                          classes))
+                                          classes, progress, c.kind))
                 log.log(logging.INFO if progress else logging.DEBUG,
                         "select: candidate %d (%s) held-out box AP50 %s", k, c.kind,
                         "n/a" if scores[-1] is None else f"{100 * scores[-1]:.1f}")
@@ -243,7 +245,7 @@ class SelectDetector(EncodedDetector):
 
     @property
     def model_sha256(self) -> str:
-        """Every candidate's model, this code's version and the fold count."""
+        """Every candidate's model, this code's version, the folds and the margin."""
         h = hashlib.sha256(f"{VERSION}\0{self.params.folds}\0{self.params.margin}\0".encode())
         for c in self.candidates:
             h.update(f"{c.model_sha256}\0".encode())
