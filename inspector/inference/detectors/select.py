@@ -65,6 +65,10 @@ class SelectParams(DetectorParams):
         default_factory=lambda: [Candidate(kind="match"), Candidate(kind="prompt")])
     margin: Annotated[float, Field(ge=1, le=100)] = 1.5
     folds: Annotated[int, Field(ge=2, le=10)] = 4
+    # good parts given to each fold's enrolment (the first ones): the choice compares the
+    # candidates, it needs no final calibration, and the matcher's calibration time grows
+    # with every good part, per fold
+    fold_normals: Annotated[int, Field(ge=0, le=1000)] = 4
 
 
 def fold_of_images(prompts: list[PromptExample], folds: int) -> dict[int, int]:
@@ -180,8 +184,9 @@ class SelectDetector(EncodedDetector):
         scores: list[float | None] = []
         for k, c in enumerate(p.candidates):
             if folds and len(p.candidates) > 1:
-                scores.append(held_out_ap(self.candidates[k], prompts, normals, folds,
-                                          classes, progress, c.kind))
+                scores.append(held_out_ap(self.candidates[k], prompts,
+                                          normals[: p.fold_normals], folds, classes,
+                                          progress, c.kind))
                 log.log(logging.INFO if progress else logging.DEBUG,
                         "select: candidate %d (%s) held-out box AP50 %s", k, c.kind,
                         "n/a" if scores[-1] is None else f"{100 * scores[-1]:.1f}")
@@ -245,8 +250,9 @@ class SelectDetector(EncodedDetector):
 
     @property
     def model_sha256(self) -> str:
-        """Every candidate's model, this code's version, the folds and the margin."""
-        h = hashlib.sha256(f"{VERSION}\0{self.params.folds}\0{self.params.margin}\0".encode())
+        """Every candidate's model, this code's version and how the choice is made."""
+        p = self.params
+        h = hashlib.sha256(f"{VERSION}\0{p.folds}\0{p.margin}\0{p.fold_normals}\0".encode())
         for c in self.candidates:
             h.update(f"{c.model_sha256}\0".encode())
         h.update(json.dumps([c.kind for c in self.params.candidates]).encode())

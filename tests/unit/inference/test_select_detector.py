@@ -99,6 +99,7 @@ def test_enrolled_state_restores_the_choice_and_its_detections():
         (d.cls, d.bbox, round(d.score, 6)) for d in det.detect(frame)]
     assert other.model_sha256 == det.model_sha256
     assert SelectDetector({**params, "folds": 3}).model_sha256 != det.model_sha256
+    assert SelectDetector({**params, "fold_normals": 0}).model_sha256 != det.model_sha256
     assert SelectDetector({"candidates": [MATCH, BLIND]}).model_sha256 != det.model_sha256
     with pytest.raises(ValueError, match="select/chosen"):
         SelectDetector(params).load_enrolled_state(
