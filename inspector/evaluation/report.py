@@ -65,6 +65,20 @@ def markdown(result: dict) -> str:
                   f"{result.get('normals', 0)} good part(s)): mean "
                   f"{result['enrol_s']['mean']:.1f} s, max {result['enrol_s']['max']:.1f} s "
                   "per seed."]
+    chosen = [(s["seed"], s["selection"]) for s in result["per_seed"] if s.get("selection")]
+    if chosen:  # detector kind select: what each seed's enrolment kept, and on what evidence
+        lines += ["", "Detector chosen at enrolment (held-out box AP50 of each candidate): "
+                  + "; ".join(f"seed {seed}: {sel['kind']} ("
+                              + ", ".join(f"{kind} " + ("n/a" if a is None else
+                                                        f"{100 * a:.1f} %")
+                                          for kind, a in zip(sel["candidates"],
+                                                             sel["held_out_ap50"],
+                                                             strict=True)) + ")"
+                              for seed, sel in chosen) + "."]
+        if result["latency_ms"]:
+            lines.append("The latency below includes every candidate's encoding (each test "
+                         "image is encoded once, before the choice); a recipe runs only the "
+                         "chosen detector's.")
     capped = capped_adaptations(result["per_seed"])
     if capped:  # a busy machine: fewer steps than the seed's deterministic enrolment
         lines += ["", f"**Adaptation stopped at its time cap in {len(capped)} of "

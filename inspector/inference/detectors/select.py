@@ -195,7 +195,8 @@ class SelectDetector(EncodedDetector):
         self.chosen = choose(scores, p.margin)
         self.selection = {
             "chosen": self.chosen, "kind": p.candidates[self.chosen].kind,
-            "held_out_ap50": scores, "held_out_images": len(folds),
+            "candidates": [c.kind for c in p.candidates], "held_out_ap50": scores,
+            "held_out_images": len(folds),
             "seconds": round(time.perf_counter() - t0, 2),
             "why": (f"held-out box AP50, a later candidate kept only when {p.margin}x "
                     "higher" if any(s is not None for s in scores)

@@ -204,6 +204,8 @@ def test_run_eval_of_select_reports_the_choice_and_scores_as_the_chosen_detector
     sel = r["per_seed"][0]["selection"]
     assert r["detector"] == "select" and sel["kind"] in ("match", "prompt")
     assert len(sel["held_out_ap50"]) == 2 and sel["held_out_images"] > 0
+    md = (tmp_path / "select" / "report.md").read_text()
+    assert f"seed 0: {sel['kind']} (" in md
     run_eval(EvalSettings(**common, out=tmp_path / "alone", detector=sel["kind"]))
     alone = json.loads((tmp_path / "alone" / "report.json").read_text())
     assert r["per_seed"][0]["box_ap50"] == alone["per_seed"][0]["box_ap50"]
