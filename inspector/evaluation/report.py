@@ -74,11 +74,9 @@ def markdown(result: dict) -> str:
                                           for kind, a in zip(sel["candidates"],
                                                              sel["held_out_ap50"],
                                                              strict=True)) + ")"
-                              for seed, sel in chosen) + "."]
-        if result["latency_ms"]:
-            lines.append("The latency below includes every candidate's encoding (each test "
-                         "image is encoded once, before the choice); a recipe runs only the "
-                         "chosen detector's.")
+                              for seed, sel in chosen) + ". The latency below includes every "
+                  "candidate's encoding (each test image is encoded once, before the "
+                  "choice); a recipe runs only the chosen detector's."]
     capped = capped_adaptations(result["per_seed"])
     if capped:  # a busy machine: fewer steps than the seed's deterministic enrolment
         lines += ["", f"**Adaptation stopped at its time cap in {len(capped)} of "
