@@ -28,6 +28,7 @@ from pathlib import Path
 from inspector.evaluation.errors import mean_ranking
 from inspector.evaluation.report import capped_adaptations, pct
 from inspector.evaluation.run import EvalSettings, run_eval
+from inspector.inference.detectors.select import held_out_text
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
@@ -46,17 +47,15 @@ def chosen_table(rows: list, datasets: list[str]) -> None:
              if r[ds] is not None and r[ds]["detector"] == "select"]
     if not cells:
         return
-    print("\nChosen at enrolment, per seed (held-out box AP50 of matcher / heads, %):\n")
+    print("\nChosen at enrolment, per seed (held-out box AP50 of each candidate):\n")
     print("| model | good parts | dataset | " + " | ".join(
         f"seed {p['seed']}" for p in cells[0][3]["per_seed"]) + " |")
     print("|---|---:|---|" + "---|" * len(cells[0][3]["per_seed"]))
     for name, normals, ds, r in cells:
         vals = []
         for p in r["per_seed"]:
-            sel = p.get("selection") or {}
-            aps = " / ".join("-" if a is None else f"{100 * a:.1f}"
-                             for a in sel.get("held_out_ap50", []))
-            vals.append(f"{sel.get('kind', '?')} ({aps})")
+            sel = p["selection"]
+            vals.append(f"{sel['kind']} ({held_out_text(sel['candidates'], sel['held_out_ap50'])})")
         print(f"| {name} | {normals} | {ds} | " + " | ".join(vals) + " |")
 
 

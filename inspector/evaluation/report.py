@@ -10,6 +10,7 @@ from pathlib import Path
 
 from inspector.evaluation.errors import OUTCOMES, mean_ranking
 from inspector.evaluation.plotting import line_chart
+from inspector.inference.detectors.select import held_out_text
 
 
 def pct(v: float | None) -> str:
@@ -69,11 +70,7 @@ def markdown(result: dict) -> str:
     if chosen:  # detector kind select: what each seed's enrolment kept, and on what evidence
         lines += ["", "Detector chosen at enrolment (held-out box AP50 of each candidate): "
                   + "; ".join(f"seed {seed}: {sel['kind']} ("
-                              + ", ".join(f"{kind} " + ("n/a" if a is None else
-                                                        f"{100 * a:.1f} %")
-                                          for kind, a in zip(sel["candidates"],
-                                                             sel["held_out_ap50"],
-                                                             strict=True)) + ")"
+                              + held_out_text(sel["candidates"], sel["held_out_ap50"]) + ")"
                               for seed, sel in chosen) + ". The latency below includes every "
                   "candidate's encoding (each test image is encoded once, before the "
                   "choice); a recipe runs only the chosen detector's."]

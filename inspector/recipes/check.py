@@ -41,24 +41,25 @@ def check_recipe(path: Path) -> CheckReport:
     return report
 
 
-def _prompt_params(kind: str | None, params: dict) -> list[tuple[tuple, dict]]:
+def _prompt_params(kind: str | None, params: dict, where: tuple = ()
+                   ) -> list[tuple[tuple, dict]]:
     """(path under detector.params, params) of each visual-prompt detector the recipe's
-    detector runs: itself, or a candidate of `select`, or a member of `consensus`."""
+    detector runs: itself, or any detector nested in its params (a `select` candidate, a
+    `consensus` member, at any depth)."""
+    from inspector.inference.detectors.registry import NestedDetector, params_model
+
     if kind == "prompt":
-        return [((), params)]
-    if kind == "select":
-        from inspector.inference.detectors.select import SelectParams
-
-        cands = SelectParams.parse(params).candidates
-        return [(("candidates", k, "params"), c.params) for k, c in enumerate(cands)
-                if c.kind == "prompt"]
-    if kind == "consensus":
-        from inspector.inference.detectors.consensus import ConsensusParams
-
-        p = ConsensusParams.parse(params)
-        return [((role, "params"), m.params) for role, m in
-                (("primary", p.primary), ("support", p.support)) if m.kind == "prompt"]
-    return []
+        return [(where, params)]
+    if kind is None:
+        return []
+    out = []
+    for name, value in params_model(kind).parse(params):  # type: ignore[attr-defined]
+        items = enumerate(value) if isinstance(value, list) else [(None, value)]
+        for i, v in items:
+            if isinstance(v, NestedDetector):
+                at = (*where, name, *(() if i is None else (i,)), "params")
+                out += _prompt_params(v.kind, v.params, at)
+    return out
 
 
 def _check_model(recipe: Recipe, report: CheckReport) -> None:

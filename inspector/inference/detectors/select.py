@@ -80,13 +80,12 @@ def fold_of_images(prompts: list[PromptExample], folds: int) -> dict[int, int]:
     """
     by_cls: dict[str, list[int]] = {}
     first: dict[int, int] = {}
+    classes_of: dict[int, set[str]] = {}
     for ex in prompts:
         imgs = by_cls.setdefault(ex.cls, [])
         if id(ex.image) not in imgs:
             imgs.append(id(ex.image))
         first.setdefault(id(ex.image), (len(imgs) - 1) % folds)
-    classes_of: dict[int, set[str]] = {}
-    for ex in prompts:
         classes_of.setdefault(id(ex.image), set()).add(ex.cls)
     out: dict[int, int] = {}
     for f in range(folds):
@@ -133,6 +132,13 @@ def held_out_ap(det: EncodedDetector, prompts: list[PromptExample],
     return coco_ap50(gt, found, "bbox")["ap50"]
 
 
+def held_out_text(kinds: list[str], scores: list[float | None]) -> str:
+    """'match 17.6 %, prompt 2.0 %': each candidate's held-out box AP50 (n/a: not
+    measured), for logs and reports."""
+    return ", ".join(f"{k} " + ("n/a" if a is None else f"{100 * a:.1f} %")
+                     for k, a in zip(kinds, scores, strict=False))
+
+
 def choose(scores: list[float | None], margin: float) -> int:
     """Index of the candidate to keep: the first, unless a later one's held-out AP50 is
     more than `margin` times the one kept so far (None: not measured, never chosen)."""
@@ -171,47 +177,39 @@ class SelectDetector(EncodedDetector):
     def last_timing(self) -> dict[str, float]:  # type: ignore[override]
         return self.active.last_timing
 
-    @last_timing.setter
-    def last_timing(self, value: dict[str, float]) -> None:
-        self.active.last_timing = value
-
     def enroll(self, prompts: list[PromptExample], normals: list[np.ndarray],
                progress: bool = False) -> None:
         p = self.params
         classes = list(dict.fromkeys(ex.cls for ex in prompts))
         folds = fold_of_images(prompts, p.folds)
         t0 = time.perf_counter()
-        scores: list[float | None] = []
-        for k, c in enumerate(p.candidates):
-            if folds and len(p.candidates) > 1:
-                scores.append(held_out_ap(self.candidates[k], prompts,
-                                          normals[: p.fold_normals], folds, classes,
-                                          progress, c.kind))
-                log.log(logging.INFO if progress else logging.DEBUG,
-                        "select: candidate %d (%s) held-out box AP50 %s", k, c.kind,
-                        "n/a" if scores[-1] is None else f"{100 * scores[-1]:.1f}")
-            else:
-                scores.append(None)
+        kinds = [c.kind for c in p.candidates]
+        scores: list[float | None] = [None] * len(kinds)
+        if folds and len(kinds) > 1:
+            for k, det in enumerate(self.candidates):
+                scores[k] = held_out_ap(det, prompts, normals[: p.fold_normals], folds,
+                                        classes, progress, kinds[k])
+            log.log(logging.INFO if progress else logging.DEBUG,
+                    "select: held-out box AP50 %s", held_out_text(kinds, scores))
         self.chosen = choose(scores, p.margin)
         self.selection = {
-            "chosen": self.chosen, "kind": p.candidates[self.chosen].kind,
-            "candidates": [c.kind for c in p.candidates], "held_out_ap50": scores,
+            "chosen": self.chosen, "kind": kinds[self.chosen],
+            "candidates": kinds, "held_out_ap50": scores,
             "held_out_images": len(folds),
             "seconds": round(time.perf_counter() - t0, 2),
             "why": (f"held-out box AP50, a later candidate kept only when {p.margin}x "
                     "higher" if any(s is not None for s in scores)
                     else "no example image could be held out: the first candidate"),
         }
-        log.info("select: %s (%s)", p.candidates[self.chosen].kind, self.selection["why"])
+        log.info("select: %s (%s)", kinds[self.chosen], self.selection["why"])
         self.active.enroll(prompts, normals, progress=progress)
 
     def summary(self) -> str:
         """One line for the operator: what was kept and what each candidate scored."""
+        kinds = [c.kind for c in self.params.candidates]
         rec = self.selection or {}
-        aps = ", ".join(f"{c.kind} " + ("n/a" if a is None else f"{100 * a:.1f} %")
-                        for c, a in zip(self.params.candidates,
-                                        rec.get("held_out_ap50", []), strict=False))
-        return (f"{rec.get('kind', self.params.candidates[self.chosen].kind)} kept "
+        aps = held_out_text(kinds, rec.get("held_out_ap50", []))
+        return (f"{kinds[self.chosen]} kept "
                 f"(held-out box AP50: {aps or 'not measured'}; {rec.get('why', '')})")
 
     def encode(self, image: np.ndarray) -> tuple[Any, ...]:
