@@ -9,7 +9,8 @@ the same process, interleaved per repeat, so ratios are measured side by side; m
 are reported. Accuracy against the exact search: recall@1 (same nearest distance within
 1e-4 relative) and the mean relative distance error. Memory: resident-set growth while
 building the index (bank vectors included). Also times the encoder and a whole
-`UnknownBranch.detect` on a 512 x 512 frame, and the greedy coreset. Prints Markdown.
+`UnknownBranch.detect` on 512 x 512 frames (with and without the coarse scale), and the
+greedy coreset. Prints Markdown.
 
 `--memory`: peak resident memory of one frame's tokens and search, per frame size, the
 whole frame in one encoder pass against tiles (`features.tile`), each in a fresh process.
@@ -242,12 +243,15 @@ def main(argv: list[str] | None = None) -> int:
     for s in skipped:
         print(f"\nskipped: {s}")
 
-    # the rest of a frame's work, for context
+    # the rest of a frame's work, for context (an extractor that shares no grids: a
+    # shared one hands the same frame's grid out again instead of encoding it)
+    solo = TokenExtractor(share=False)
     t_enc = []
     for _ in range(args.repeats):
         t0 = time.perf_counter()
-        ex.grid(frame)
+        solo.grid(frame)
         t_enc.append(1000 * (time.perf_counter() - t0))
+    branch_ms = branch_times(args.repeats)
     src = bank[: args.coreset_from]
     t0 = time.perf_counter()
     greedy_coreset(src, len(src) // 10, proj_dim=64)
@@ -255,7 +259,32 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n| other step | median |\n|---|---|\n| encoder + tokens, 512 x 512 frame (ONNX "
           f"Runtime) | {np.median(t_enc):.1f} ms |\n| greedy coreset, {len(src):,} -> "
           f"{len(src) // 10:,} tokens (proj. 64) | {t_core:.1f} s |")
+    for name, ms in branch_ms.items():
+        print(f"| UnknownBranch.detect, 512 x 512 frame, 16 good parts, {name} | "
+              f"{np.median(ms):.1f} ms |")
     return 0
+
+
+def branch_times(repeats: int, n_good: int = 16) -> dict[str, list[float]]:
+    """ms per `UnknownBranch.detect` of 512 x 512 frames, with the default coarse scale
+    and without it, enrolled on the same good parts; frames interleaved between the two."""
+    from inspector.inference.unknown.branch import UnknownBranch
+
+    normals = [good_part(frame_rng(SEED + 2, i), 512, 512) for i in range(n_good)]
+    branches = {"native + coarse (default)": UnknownBranch(),
+                "native only (`coarse: null`)": UnknownBranch({"coarse": None})}
+    for b in branches.values():
+        b.enroll(normals)
+    out: dict[str, list[float]] = {k: [] for k in branches}
+    for i in range(max(repeats, 5)):
+        frame = good_part(frame_rng(SEED + 3, i), 512, 512)
+        for k, (name, b) in enumerate(branches.items()):
+            own = frame.copy()
+            own[0, 0] ^= k  # not the grid the other branch left for sharing: encode it
+            t0 = time.perf_counter()
+            b.detect(own)
+            out[name].append(1000 * (time.perf_counter() - t0))
+    return out
 
 
 if __name__ == "__main__":

@@ -6,8 +6,9 @@ unknown-defect evaluation of issue 8 ("eval --mode unknown") is its own verb:
     inspector eval-unknown --data ../shared/data/magtile --out out/eval-unknown
 
 Prints the Markdown table; writes unknown_eval.json, unknown_eval.md and overlay sheets.
-With `--compare`, the parameters of before issue 21 and today's defaults (or `--params`)
-run side by side in one run, and the table has a row per step (steps.md, steps.json).
+With `--compare`, the parameters of before issue 21, today's defaults (or `--params`) and
+the same without the coarse scale run side by side in one run, and the table has a row
+per step (steps.md, steps.json).
 """
 
 from __future__ import annotations
@@ -57,7 +58,10 @@ def cmd_eval_unknown(args: argparse.Namespace) -> int:
             steps_markdown,
         )
 
-        steps = [("before", UnknownParams.model_validate(BEFORE_ISSUE_21)), ("now", params)]
+        steps = [("before", UnknownParams.model_validate(BEFORE_ISSUE_21))]
+        if params.coarse is not None:  # what the coarse scale adds, on the same run
+            steps.append(("now-native-only", params.model_copy(update={"coarse": None})))
+        steps.append(("now", params))
         print(steps_markdown(evaluate_steps(data, Path(args.out), steps, args.refs,
                                             args.seed, progress=True)))
         return 0
@@ -80,6 +84,6 @@ def register(sub) -> None:
                    help="unknown-branch params as JSON (recipe unknown.params), e.g. "
                         "'{\"coreset_ratio\": 0.05}'")
     e.add_argument("--compare", action="store_true",
-                   help="run the parameters of before issue 21 and today's (or --params) "
-                        "side by side in one run")
+                   help="run the parameters of before issue 21, today's (or --params) and "
+                        "today's without the coarse scale side by side in one run")
     e.set_defaults(func=cmd_eval_unknown)

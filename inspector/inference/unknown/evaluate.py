@@ -5,9 +5,10 @@ are drawn, seeded, from the defect-free images of the train split (16, 64 and al
 them) and enrolled as a recipe's good parts are (bank, border scale, calibrated
 threshold); every image of the test split is scored as the runtime scores it. Reported
 per reference count: image AUROC (image score = maximum of the anomaly map, as the
-runtime decides by default; and the mean of the top-k token distances), pixel AUROC and
-AUPRO up to FPR 0.3 against the masks of the COCO polygons, the share of good and of
-defective test images flagged at the calibrated threshold, bank size and timing. Writes
+runtime decides by default; and the mean of the top-k token distances, summed over the
+scales in their units), pixel AUROC and AUPRO up to FPR 0.3 against the masks of the
+COCO polygons, the share of good and of defective test images flagged at the calibrated
+threshold, bank size and timing. Writes
 `unknown_eval.json`, `unknown_eval.md` and an overlay sheet per reference count
 (`overlays_<n>.png`: test images with the anomaly map and the true defect outlines).
 """
@@ -30,7 +31,7 @@ from inspector.inference.unknown.metrics import aupro, auroc
 TOPK = 10  # tokens averaged for the top-k image score
 # the unknown branch's defaults before issue 21, for `eval-unknown --compare`
 BEFORE_ISSUE_21 = {"search": "faiss-ivf", "nprobe": 4, "features": {"tile": None},
-                   "border_rings": 1, "border_quantile": 0.95}
+                   "border_rings": 1, "border_quantile": 0.95, "coarse": None}
 
 
 @dataclass
@@ -135,8 +136,9 @@ def overlay_sheet(samples: list[Sample], maps: list[np.ndarray], scores: np.ndar
         raise OSError(f"cannot write {path}")
 
 
-def _score_rows(branch: UnknownBranch, train: list[Sample], train_tok: list[np.ndarray],
-                test: list[Sample], test_grids: list[np.ndarray],
+def _score_rows(branch: UnknownBranch, train: list[Sample],
+                train_tok: list[list[np.ndarray]], test: list[Sample],
+                test_grids: list[list[np.ndarray]],
                 counts: tuple[int | None, ...], seed: int, out: Path | None,
                 progress: bool) -> list[dict]:
     """One row per reference count: the enrolment a recipe with those good parts gets
@@ -159,7 +161,8 @@ def _score_rows(branch: UnknownBranch, train: list[Sample], train_tok: list[np.n
             maps.append(amap)
             s_part.append(part)
             s_max.append(float(amap.max()))
-            s_topk.append(topk_mean(dist, TOPK))
+            s_topk.append(sum(topk_mean(d, TOPK) / sc.unit
+                              for d, sc in zip(dist, branch.scales, strict=True)))
         search_ms = 1000 * (time.perf_counter() - t2) / len(test)
         s_max, s_topk, s_part = np.array(s_max), np.array(s_topk), np.array(s_part)
         pix_scores = np.concatenate([m.ravel() for m in maps])
@@ -167,8 +170,8 @@ def _score_rows(branch: UnknownBranch, train: list[Sample], train_tok: list[np.n
         flagged = s_part >= cal.threshold  # the recipe's decision at its calibrated threshold
         row = {
             "refs": int(len(idx)), "refs_label": "all" if count is None else str(count),
-            "bank_tokens": int(len(branch.bank)), "ref_tokens": int(sum(len(train_tok[i])
-                                                                        for i in idx)),
+            "bank_tokens": branch.bank_tokens,
+            "ref_tokens": int(sum(len(t) for i in idx for t in train_tok[i])),
             "image_auroc_max": auroc(s_max, labels), "image_auroc_topk": auroc(s_topk, labels),
             "pixel_auroc": auroc(pix_scores, pix_labels),
             "aupro_0.3": aupro(maps, [s.mask for s in test], 0.3),
@@ -176,7 +179,8 @@ def _score_rows(branch: UnknownBranch, train: list[Sample], train_tok: list[np.n
             "heldout_rate": cal.achieved_rate,
             "good_flagged": float(flagged[~labels].mean()),
             "defective_flagged": float(flagged[labels].mean()),
-            "border_scale": branch.border_scale.round(3).tolist(),
+            "border_scale": [np.round(sc.border_scale, 3).tolist() for sc in branch.scales],
+            "units": [sc.unit for sc in branch.scales],
             "enrol_s": enrol_s, "score_ms_per_image": search_ms,
             "scores_max": s_max.round(5).tolist(),
         }
@@ -197,10 +201,10 @@ def _splits(dataset: Path, progress: bool) -> tuple[list[Sample], list[Sample]]:
 
 
 def _encode(branch: UnknownBranch, train: list[Sample], test: list[Sample], progress: bool
-            ) -> tuple[list[np.ndarray], list[np.ndarray], float]:
+            ) -> tuple[list[list[np.ndarray]], list[list[np.ndarray]], float]:
     t0 = time.perf_counter()
     train_tok = branch.tokens([s.image for s in train], progress, "train tokens")
-    test_grids = [branch.extractor.grid(s.image)
+    test_grids = [branch.grids(s.image)
                   for s in tqdm(test, "test tokens", disable=not progress)]
     return train_tok, test_grids, 1000 * (time.perf_counter() - t0) / (len(train) + len(test))
 
@@ -243,7 +247,7 @@ def evaluate_steps(dataset: Path, out: Path, steps: list[tuple[str, UnknownParam
                     "train_defect_free": len(train), "steps": []}
     for name, params in steps:
         branch = UnknownBranch(params)
-        key = params.features.model_dump_json()
+        key = params.features.model_dump_json() + str(params.coarse)
         if key != cache_key:
             cached = None  # one feature setting in memory at a time
             cached = _encode(branch, train, test, progress)

@@ -13,9 +13,10 @@ see poorly. With `normalize`, each frame's grey levels are standardised first, f
 lines whose exposure drifts from part to part.
 
 Frames are resized so that their shorter side is `FeatureParams.short_side` (None:
-native scale), given a mirrored margin of `pad` pixels (so that tokens at the frame's
-border and corners see image content rather than the network's zero padding, which
-otherwise makes them the least typical tokens of every part) and padded to a multiple
+native scale), then by `zoom` (the branch's coarse scale: half the size), given a
+mirrored margin of `pad` pixels (so that tokens at the frame's border and corners see
+image content rather than the network's zero padding, which otherwise makes them the
+least typical tokens of every part) and padded to a multiple
 of 16; the tokens of the margin are cut away again, so any frame size works.
 """
 
@@ -48,6 +49,8 @@ class FeatureParams(StrictModel):
     """How frames become tokens; part of the recipe's `detector.params.unknown`."""
 
     short_side: Annotated[int, Field(ge=64, le=2048)] | None = None  # None: native scale
+    # a further resize factor on top of `short_side` (the branch's coarse scale uses it)
+    zoom: Annotated[float, Field(ge=0.05, le=4)] = 1.0
     layers: Literal["s8", "s16", "s8+s16"] = "s8+s16"
     pool: Annotated[int, Field(ge=1, le=7)] = 3  # local average over pool x pool tokens
     pad: Annotated[int, Field(ge=0, le=64, multiple_of=8)] = 16  # mirrored margin, pixels
@@ -192,16 +195,21 @@ RECENT_GRIDS = RecentGrids()
 class TokenExtractor:
     """Image -> (h, w, C) token grid at stride 8 of the (resized) image."""
 
-    def __init__(self, params: FeatureParams | None = None, encoder: Encoder | None = None):
+    def __init__(self, params: FeatureParams | None = None, encoder: Encoder | None = None,
+                 share: bool = True):
+        """`share`: offer grids to other extractors of the same frame (RecentGrids); an
+        extractor nobody else shares with (the branch's coarse scale) keeps out of the
+        one-grid cache so as not to evict a grid that is waiting for its second consumer."""
         self.params = params or FeatureParams()
         self.encoder = encoder or shared_encoder()
+        self.share = share
         # what makes two extractors' grids of a frame equal (params are set once, here)
         self._same = (self.encoder.sha256, self.params.model_dump_json())
 
     def scale(self, shape: tuple[int, ...]) -> float:
         """Resize factor applied to a frame of `shape` before encoding."""
         s = self.params.short_side
-        return 1.0 if s is None else s / min(shape[:2])
+        return (1.0 if s is None else s / min(shape[:2])) * self.params.zoom
 
     def grid(self, image: np.ndarray) -> np.ndarray:
         """Token grid (h, w, C) float32 with h = ceil(H'/8), w = ceil(W'/8) of the resized
@@ -210,6 +218,8 @@ class TokenExtractor:
         Read-only and shared: extractors with the same encoder and params (a recipe's
         matcher and its unknown branch, in two threads) encode a frame once between them.
         """
+        if not self.share:
+            return self._grid(image)
         key = (*self._same, image.shape, image.dtype.str,
                hashlib.blake2b(np.ascontiguousarray(image).data, digest_size=16).digest())
         return RECENT_GRIDS.get(key, lambda: self._grid(image))

@@ -294,3 +294,37 @@ def test_state_roundtrips_through_npz_without_pickle():
     with pytest.raises(ValueError, match="other params"):
         other.load_state(state)
     assert other.bank is None  # nothing changed
+    # a bank per scale and the scales' units; a state missing one is refused whole
+    assert a.state()["bank1"].shape[1] == a.state()["bank0"].shape[1]
+    assert a.state()["units"].shape == (2,) and (a.state()["units"] > 0).all()
+    c = UnknownBranch({"proj_dim": 16}, target_rate=0.05)
+    with pytest.raises(ValueError, match="bank1"):
+        c.load_state({k: v for k, v in state.items() if k != "bank1"})
+    assert c.bank is None and c.calibration is None
+
+
+def test_the_coarse_scale_sees_the_frame_at_half_size_without_evicting_shared_grids():
+    """The coarse look (on by default) encodes the frame at half size with standardised
+    grey levels; its grid stays out of the one-grid cache that the matcher and the
+    branch share the native grid through. Without it the branch works in raw distances
+    (unit 1), as before the coarse scale existed."""
+    from inspector.inference.unknown.features import RECENT_GRIDS
+
+    frame = good_part(frame_rng(37, 0), 96, 160)
+    branch = UnknownBranch({"proj_dim": 16})
+    native, coarse = branch.grids(frame)
+    assert native.shape[:2] == (20, 12) and coarse.shape[:2] == (10, 6)
+    other = good_part(frame_rng(37, 1), 96, 160)
+    n = RECENT_GRIDS.computed
+    mine = branch.grids(other)[0]  # native first, then the coarse grid, uncached
+    matcher = TokenExtractor(FeatureParams())  # a matcher with the branch's features
+    assert matcher.grid(other) is mine  # still there: one native pass for both
+    assert RECENT_GRIDS.computed == n + 1
+    brighter = np.clip(frame.astype(int) + 40, 0, 255).astype(np.uint8)
+    g = branch.scales[1].extractor.grid(brighter)  # standardised: exposure hardly shows
+    assert np.linalg.norm(g - coarse) < 0.1 * np.linalg.norm(coarse)
+    single = UnknownBranch({"proj_dim": 16, "coarse": None}, target_rate=0.05)
+    single.enroll([good_part(frame_rng(33, i), 64, 64) for i in range(6)])
+    assert len(single.scales) == 1 and single.scales[0].unit == 1.0
+    assert set(single.state()) >= {"bank0", "border_scale0", "units"}
+    assert "bank1" not in single.state()

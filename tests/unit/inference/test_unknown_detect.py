@@ -260,3 +260,29 @@ def test_top_k_image_score_judges_the_part_and_points_at_the_peak(recipe_dir):
         assert truth[y:y + h, x:x + w][hit.mask].any()
     alarms = [branch.detect(good_part(frame_rng(503, i), SIZE, SIZE)) for i in range(20)]
     assert sum(bool(a) for a in alarms) <= 1
+
+
+def faint_stain(image: np.ndarray, rng: np.random.Generator, amplitude: float = 40.0
+                ) -> np.ndarray:
+    """A large, soft brightening (a Gaussian of 28 px sigma): the kind of defect that is
+    faint at any 8 px token but plain at a glance, like MagTile's unevenness."""
+    h, w = image.shape
+    cx, cy = (int(v) for v in rng.integers(60, [w - 60, h - 60]))
+    yy, xx = np.mgrid[0:h, 0:w]
+    blob = amplitude * np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * 28.0 ** 2))
+    return np.clip(image + blob, 0, 255).astype(np.uint8)
+
+
+def test_the_coarse_scale_finds_large_faint_stains_the_native_scale_misses():
+    normals = [good_part(frame_rng(500, i), SIZE, SIZE) for i in range(16)]
+    stained = [faint_stain(good_part(frame_rng(700, i), SIZE, SIZE), np.random.default_rng(i))
+               for i in range(8)]
+    good = [good_part(frame_rng(701, i), SIZE, SIZE) for i in range(8)]
+    flagged = {}
+    for name, coarse in (("native only", None), ("with coarse", {})):
+        branch = UnknownBranch({"coarse": coarse}, target_rate=0.01)
+        branch.enroll(normals)
+        flagged[name] = [[branch.part_score(branch.distances(branch.grids(im)), im.shape)[0]
+                          >= branch.threshold for im in ims] for ims in (stained, good)]
+    assert all(flagged["with coarse"][0]) and not any(flagged["with coarse"][1]), flagged
+    assert not all(flagged["native only"][0]), flagged

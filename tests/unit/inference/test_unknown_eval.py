@@ -52,6 +52,10 @@ def test_eval_unknown_compare_runs_both_steps_side_by_side(tmp_path: Path, capsy
             # enrolled as a recipe: a calibrated threshold that passes good parts and
             # flags defective ones, and a border scale per border class
             assert r["threshold"] > 0 and r["defective_flagged"] > r["good_flagged"], r
-            assert len(r["border_scale"]) == 2 * step["params"]["border_rings"] + 1
+            # one border scale per scale: before the native one, now a coarse one too
+            assert len(r["border_scale"]) == len(r["units"]) == \
+                (1 if step["params"]["coarse"] is None else 2)
+            for b in r["border_scale"]:
+                assert len(b) == 2 * step["params"]["border_rings"] + 1
     assert table.count("| before |") == 2 and table.count("| now |") == 2
     assert (out / "now" / "overlays_all.png").is_file()
