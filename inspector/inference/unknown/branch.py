@@ -52,10 +52,10 @@ VERSION = "unknown/5"  # bump when enrolment changes: invalidates recipe caches
 class CoarseScale(StrictModel):
     """The second, coarser look at each frame (`unknown.params.coarse`; null: none).
 
-    Measured on MagTile, BSData and CPLID with 64 good parts (BENCHMARKS.md): the frame at
-    half size with standardised grey levels sees what the native pass misses (large
-    faint unevenness, lighting that differs from part to part), and the sum of the two
-    maps ranks parts better than either alone.
+    Measured on MagTile (BENCHMARKS.md): the frame at half size with standardised grey
+    levels sees what the native pass misses (large faint unevenness, lighting that
+    differs from part to part), and the sum of the two maps ranks parts better than
+    either alone; on BSData and CPLID it ranks them about as well as the native look.
     """
 
     zoom: Annotated[float, Field(ge=0.1, le=0.9)] = 0.5  # of the native pass's frame size

@@ -35,16 +35,20 @@ def _dataset(root: Path) -> Path:
     return root
 
 
-def test_eval_unknown_compare_runs_both_steps_side_by_side(tmp_path: Path, capsys) -> None:
+def test_eval_unknown_compare_runs_the_steps_side_by_side(tmp_path: Path, capsys) -> None:
     data = _dataset(tmp_path / "data")
     out = tmp_path / "out"
     assert main(["eval-unknown", "--data", str(data), "--out", str(out), "--refs", "4,all",
                  "--compare", "--params", '{"proj_dim": 16}']) == 0
     table = capsys.readouterr().out
     result = json.loads((out / "steps.json").read_text())
-    assert [s["step"] for s in result["steps"]] == ["before", "now"]
+    assert [s["step"] for s in result["steps"]] == ["before", "now-native-only", "now"]
     assert result["steps"][0]["params"]["search"] == "faiss-ivf"
-    assert result["steps"][1]["params"]["proj_dim"] == 16
+    # today's params (--params applied) without and with the coarse scale
+    assert result["steps"][1]["params"]["proj_dim"] == result["steps"][2]["params"]["proj_dim"] \
+        == 16
+    assert result["steps"][1]["params"]["coarse"] is None
+    assert result["steps"][2]["params"]["coarse"] is not None
     for step in result["steps"]:
         assert [r["refs_label"] for r in step["rows"]] == ["4", "all"]
         for r in step["rows"]:  # a dark disc on a textured part is easy to find
@@ -57,5 +61,6 @@ def test_eval_unknown_compare_runs_both_steps_side_by_side(tmp_path: Path, capsy
                 (1 if step["params"]["coarse"] is None else 2)
             for b in r["border_scale"]:
                 assert len(b) == 2 * step["params"]["border_rings"] + 1
-    assert table.count("| before |") == 2 and table.count("| now |") == 2
+    assert table.count("| before |") == table.count("| now-native-only |") == \
+        table.count("| now |") == 2
     assert (out / "now" / "overlays_all.png").is_file()
