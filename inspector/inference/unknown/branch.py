@@ -207,7 +207,7 @@ class UnknownBranch:
         cal = threshold_for_rate(scores, self.target_rate)
         self.set_enrolment(banks, cal, borders, units)
         log.log(logging.INFO if cal.enough_parts else logging.WARNING,
-                "%s; banks %s tokens; border scale %s; units %s", cal.summary(),
+                "%s; bank tokens per scale %s; border scale %s; units %s", cal.summary(),
                 [len(b) for b in banks], [np.round(b, 3).tolist() for b in borders],
                 np.round(units, 3).tolist())
         return cal
