@@ -277,12 +277,6 @@ class UnknownBranch:
         self.calibration = cal
         self.threshold = cal.threshold
 
-    @property
-    def border_scale(self) -> np.ndarray:
-        """The native scale's border scale (per anomaly.border_classes class)."""
-        b = self.scales[0].border_scale
-        return self._no_border_scale() if b is None else b
-
     # --- detection -------------------------------------------------------------------
     def distances(self, grids: list[np.ndarray]) -> list[np.ndarray]:
         """Border-scaled distance of each token to its scale's bank, (h, w) per scale."""
@@ -315,7 +309,14 @@ class UnknownBranch:
         assert amap is not None
         if p.image_score == "map_max":
             return float(amap.max()), amap
-        return sum(topk_mean(d, p.topk) / u for d, u in zip(dists, units, strict=True)), amap
+        return self.topk_score(dists, p.topk, units), amap
+
+    def topk_score(self, dists: list[np.ndarray], k: int,
+                   units: list[float] | None = None) -> float:
+        """The scales' top-`k` mean distances, added in their units (the enrolled ones by
+        default)."""
+        units = [s.unit for s in self.scales] if units is None else units
+        return float(sum(topk_mean(d, k) / u for d, u in zip(dists, units, strict=True)))
 
     def _grid_shape(self, scale: Scale, shape: tuple[int, ...]) -> tuple[int, int]:
         f = scale.extractor.scale(shape)

@@ -24,7 +24,6 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from inspector.inference.unknown.anomaly import topk_mean
 from inspector.inference.unknown.branch import UnknownBranch, UnknownParams
 from inspector.inference.unknown.metrics import aupro, auroc
 
@@ -161,8 +160,7 @@ def _score_rows(branch: UnknownBranch, train: list[Sample],
             maps.append(amap)
             s_part.append(part)
             s_max.append(float(amap.max()))
-            s_topk.append(sum(topk_mean(d, TOPK) / sc.unit
-                              for d, sc in zip(dist, branch.scales, strict=True)))
+            s_topk.append(branch.topk_score(dist, TOPK))
         search_ms = 1000 * (time.perf_counter() - t2) / len(test)
         s_max, s_topk, s_part = np.array(s_max), np.array(s_topk), np.array(s_part)
         pix_scores = np.concatenate([m.ravel() for m in maps])
