@@ -179,6 +179,8 @@ def main(argv: list[str] | None = None) -> int:
         ("faiss-ivf nprobe=8", "approx., IVFFlat sqrt(N) lists",
          lambda: nn(bank, "faiss-ivf", nprobe=8)),
         ("faiss-hnsw ef=16", "approx., HNSW32", lambda: nn(bank, "faiss-hnsw", ef_search=16)),
+        ("faiss-hnsw ef=16 refine 2 % (the default)", "approx., HNSW32, farthest 2 % again "
+         "at ef 256", lambda: nn(bank, "faiss-hnsw", ef_search=16, refine=0.02)),
         ("faiss-hnsw M16 ef=16", "approx., HNSW16",
          lambda: nn(bank, "faiss-hnsw", hnsw_m=16, ef_search=16)),
         ("faiss-hnsw M16 ef=24", "approx., HNSW16",

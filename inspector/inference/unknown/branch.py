@@ -76,6 +76,10 @@ class UnknownParams(StrictModel):
     nprobe: Annotated[int, Field(ge=1)] = 4  # faiss-ivf lists visited per query
     hnsw_m: Annotated[int, Field(ge=4, le=128)] = 32  # faiss-hnsw links per node
     ef_search: Annotated[int, Field(ge=1, le=1024)] = 16  # faiss-hnsw candidates per query
+    # faiss-hnsw: this share of a frame's tokens, the most distant, searched again with
+    # refine_ef candidates (bank.py: the beam misses at the tokens that score a part)
+    refine: Annotated[float, Field(ge=0, le=1)] = 0.02
+    refine_ef: Annotated[int, Field(ge=1, le=4096)] = 256
     pca_dim: Annotated[int, Field(ge=4)] | None = None  # faiss: search a PCA projection
     blur_sigma: Annotated[float, Field(ge=0)] = 4.0  # pixels of the encoded frame
     folds: Annotated[int, Field(ge=2, le=20)] = 4
@@ -257,7 +261,8 @@ class UnknownBranch:
     def _index(self, bank: np.ndarray) -> NearestNeighbours:
         p = self.params
         return NearestNeighbours(bank, p.search, nprobe=p.nprobe, pca_dim=p.pca_dim,
-                                 hnsw_m=p.hnsw_m, ef_search=p.ef_search)
+                                 hnsw_m=p.hnsw_m, ef_search=p.ef_search, refine=p.refine,
+                                 refine_ef=p.refine_ef)
 
     def set_enrolment(self, banks: list[np.ndarray], cal: Calibration,
                       border_scales: list[np.ndarray] | None = None,

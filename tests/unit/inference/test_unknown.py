@@ -103,6 +103,34 @@ def test_search_backends_agree_with_brute_force():
         NearestNeighbours(bank, "annoy")
 
 
+def test_hnsw_refine_searches_the_farthest_tokens_again():
+    """A narrow beam misses most at the tokens far from the bank, which score a part:
+    `refine` searches that share of the queries again with a wide beam."""
+    pytest.importorskip("faiss")
+    rng = np.random.default_rng(5)
+    bank = rng.normal(size=(3000, 40)).astype(np.float32)
+    q = np.concatenate([rng.normal(size=(480, 40)),
+                        3 * rng.normal(size=(20, 40))]).astype(np.float32)
+    ref = NearestNeighbours(bank, "numpy").search(q)
+    narrow = dict(hnsw_m=16, ef_search=1)
+    plain = NearestNeighbours(bank, "faiss-hnsw", **narrow).search(q)
+    refined = NearestNeighbours(bank, "faiss-hnsw", refine=0.05, refine_ef=3000,
+                                **narrow).search(q)
+    top = np.argsort(-plain)[:25]  # 5 % of 500: the farthest by the narrow search
+    assert (plain[top] > ref[top] * 1.01).sum() >= 3  # the narrow beam does miss there
+    np.testing.assert_allclose(refined[top], ref[top], rtol=1e-4)  # and refine finds them
+    rest = np.setdiff1d(np.arange(len(q)), top)
+    np.testing.assert_array_equal(refined[rest], plain[rest])  # nothing else searched again
+    assert refined.max() == pytest.approx(ref.max(), rel=1e-4)
+    assert np.abs(refined - ref).max() < np.abs(plain - ref).max()
+    np.testing.assert_array_equal(  # refine 0, and exact backends, are left as they were
+        NearestNeighbours(bank, "faiss-hnsw", refine=0.0, **narrow).search(q), plain)
+    np.testing.assert_allclose(NearestNeighbours(bank, "faiss", refine=0.5).search(q), ref,
+                               rtol=1e-3, atol=1e-3)
+    with pytest.raises(ValueError, match="refine must be"):
+        NearestNeighbours(bank, "faiss-hnsw", refine=1.5)
+
+
 def test_cuda_kernel_matches_numpy_in_the_simulator():
     env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "1"}
     out = subprocess.run([sys.executable, "-m", "inspector.inference.unknown.gpu_search"], env=env,
