@@ -141,7 +141,8 @@ class NearestNeighbours:
         the largest distances, again with `refine_ef` candidates."""
         if not 0 <= refine <= 1:
             raise ValueError(f"refine must be a share in [0, 1], got {refine}")
-        self.refine, self.refine_ef = float(refine), int(refine_ef)
+        self.refine = float(refine)
+        self._refine_params = None  # HNSW's wider beam for the farthest queries, set once
         if backend not in BACKENDS:
             raise ValueError(f"search backend must be one of {BACKENDS}, got {backend!r}")
         self.bank = np.ascontiguousarray(bank, np.float32)
@@ -168,6 +169,9 @@ class NearestNeighbours:
             if threads:
                 faiss.omp_set_num_threads(threads)
             self._index = self._faiss_index(faiss, nprobe, nlist, pca_dim, hnsw_m, ef_search)
+            if refine > 0 and backend == "faiss-hnsw" and pca_dim is None:
+                self._refine_params = faiss.SearchParametersHNSW()
+                self._refine_params.efSearch = int(refine_ef)
         elif backend == "cuda":
             from inspector.inference.unknown.gpu_search import CudaNearest
 
@@ -224,30 +228,19 @@ class NearestNeighbours:
         else:
             out, _ = self._index.search(q, 1)
             out = out[:, 0]
-            if self.refine > 0 and self.backend == "faiss-hnsw" and self._hnsw_direct:
-                out = self._refined(q, out)
+            if self._refine_params is not None and len(out):
+                self._refine(q, out)
         return np.sqrt(np.maximum(out, 0.0))
 
-    @property
-    def _hnsw_direct(self) -> bool:
-        """Whether the index is the HNSW graph itself (not behind a PCA projection)."""
-        return type(self._index).__name__ == "IndexHNSWFlat"
-
-    def _refined(self, q: np.ndarray, d2: np.ndarray) -> np.ndarray:
-        """Squared distances with the `refine` share of largest ones searched again with
-        `refine_ef` candidates (an approximate distance is never too small, so the
-        farthest tokens are where the beam missed, and where a part is scored)."""
-        faiss = _faiss()
-        k = min(len(d2), int(np.ceil(self.refine * len(d2))))
-        if k == 0:
-            return d2
+    def _refine(self, q: np.ndarray, d2: np.ndarray) -> None:
+        """Search the `refine` share of queries with the largest squared distances `d2`
+        again with the wider beam, in place (an approximate distance is never too small,
+        so the farthest tokens are where the beam missed, and where a part is scored)."""
+        k = int(np.ceil(self.refine * len(d2)))
         top = np.argpartition(-d2, k - 1)[:k]
-        params = faiss.SearchParametersHNSW()
-        params.efSearch = self.refine_ef
-        again, _ = self._index.search(np.ascontiguousarray(q[top]), 1, params=params)
-        out = d2.copy()
-        out[top] = np.minimum(d2[top], again[:, 0])
-        return out
+        again, _ = self._index.search(np.ascontiguousarray(q[top]), 1,
+                                      params=self._refine_params)
+        d2[top] = np.minimum(d2[top], again[:, 0])
 
     @property
     def nbytes(self) -> int:
