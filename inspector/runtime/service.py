@@ -235,7 +235,8 @@ class Service:
                                  threshold_handler=self.change_thresholds,
                                  enterprise=st.enterprise, area=st.area,
                                  state_dir=cfg.storage.state_dir,
-                                 ack_listener=self.ack_listener)
+                                 ack_listener=self.ack_listener,
+                                 cameras=[c.name for c in cfg.cameras])
             sinks.append(self.mqtt)
             thumbnails = self.mqtt.thumbnails
             if thumbnails is not None:

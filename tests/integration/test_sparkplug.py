@@ -285,6 +285,8 @@ def test_rebirth_dcmd_commands_and_a_broker_restart(line: Line) -> None:
     line.broker.restart()
     assert wait_until(lambda: len(host.messages("NBIRTH")) == 3, 30)
     _dcmd(line, "Command/Trigger", "PN-0043")
+    ack = _wait_ack(line, lambda a: a["command"] == "Trigger" and a.get("part_id") == "PN-0043")
+    assert ack["ok"] is True, ack
     assert wait_until(lambda: "PN-0043" in ddata_values(host, "Result/PartId"), 30)
     line.service.stop()
     assert wait_until(lambda: host.messages("NDEATH"), 10)

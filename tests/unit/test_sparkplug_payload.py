@@ -128,3 +128,22 @@ def test_config_names_a_bad_sparkplug_id() -> None:
         MqttConfig.model_validate({"mode": "sparkplug", "sparkplug": {"group_id": "a/b"}})
     with pytest.raises(ValidationError, match="mode"):
         MqttConfig.model_validate({"mode": "sparkplugb"})
+
+
+def test_configured_cameras_are_born_so_their_first_status_is_no_rebirth(
+        tmp_path: Path) -> None:
+    status = TOPICS.camera_status("cam0")
+    w = SparkplugWire(TOPICS, "plant1", "line3-st2", "vision", session="s",
+                      software="inspector test", state_file=tmp_path / "sp.json",
+                      cameras=["cam0"])
+    (_, dbirth), _ = w.hello({})
+    born = {m.name: m for m in decode(dbirth.payload).metrics}
+    assert born["Camera/cam0/Status"].is_null  # declared before the camera reported
+    (msg,) = w.retained([(status, b"online")])
+    assert msg.topic == w.ddata  # a value change, not births
+    assert metric_values(decode(msg.payload)) == {"Camera/cam0/Status": "online"}
+    # a camera the station was not configured with still needs a rebirth to be declared
+    other = wire(tmp_path)
+    other.hello({})
+    assert [m.topic for m in other.retained([(status, b"online")])] == [other.nbirth,
+                                                                         other.dbirth]

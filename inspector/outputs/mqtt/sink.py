@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from inspector.config.mqtt import MqttConfig
@@ -71,7 +72,8 @@ class MqttSink(ResultSink):
                  state_dir: Path | None = None,
                  outbox: Outbox | MemoryOutbox | None = None,
                  ack_listener: AckListener | None = None,
-                 enterprise: str | None = None, area: str | None = None) -> None:
+                 enterprise: str | None = None, area: str | None = None,
+                 cameras: Sequence[str] = ()) -> None:
         if not config.enabled:
             raise ValueError("mqtt.enabled is false: no MqttSink for this station")
         self.config = config
@@ -99,7 +101,7 @@ class MqttSink(ResultSink):
             TriggerCommands(t.cmd_trigger, self._sender(t.cmd_trigger_ack), trigger_handler),
             ThresholdCommands(t.cmd_thresholds, self._sender(t.cmd_thresholds_ack),
                               threshold_handler)]
-        self.wire = self._wire(site, line, station, enterprise, area, state_dir)
+        self.wire = self._wire(site, line, station, enterprise, area, state_dir, cameras)
         self.publisher = Publisher(config, self.topics,
                                    config.effective_client_id(site, line, station), outbox,
                                    on_message=self._offer, ack_listener=ack_listener,
@@ -115,7 +117,7 @@ class MqttSink(ResultSink):
         self.publisher.start()
 
     def _wire(self, site: str, line: str, station: str, enterprise: str | None,
-              area: str | None, state_dir: Path | None) -> Wire:
+              area: str | None, state_dir: Path | None, cameras: Sequence[str]) -> Wire:
         """Contract v1, or Sparkplug B with the group and edge node named after the
         station's ISA-95 levels unless configured."""
         if self.config.mode == "v1":
@@ -132,7 +134,8 @@ class MqttSink(ResultSink):
         log.info("MQTT in Sparkplug B mode: group %s, edge node %s, device %s", group, node,
                  sp.device_id)
         return SparkplugWire(self.topics, group, node, sp.device_id, session=self.session,
-                             software=f"inspector {__version__}", state_file=state_file)
+                             software=f"inspector {__version__}", state_file=state_file,
+                             cameras=cameras)
 
     # -- ResultSink --------------------------------------------------------------------
 

@@ -80,7 +80,8 @@ COMMANDS = ("Command/SelectRecipe", "Command/Trigger", "Command/Thresholds")
 
 
 def camera_metric(camera: str) -> str:
-    """The status metric of one camera (declared in DBIRTH once the camera reported)."""
+    """The status metric of one camera (declared in DBIRTH: configured cameras from the
+    first one, any other once it reported)."""
     return f"Camera/{camera}/Status"
 
 

@@ -6,7 +6,8 @@ file), then NBIRTH (seq 0, bdSeq, `Node Control/Rebirth`) and DBIRTH (every devi
 null when not seen yet). Each part is one DDATA; retained v1 values (recipe, ready, camera
 status) become DDATA when they change, `status` becomes NDATA. seq counts every
 NBIRTH/DBIRTH/NDATA/DDATA of the edge node, 0..255 and round again. A metric name not in
-the last DBIRTH (a camera that appears late) makes a full rebirth. On a clean stop:
+the last DBIRTH makes a full rebirth; the configured cameras are declared from the first
+DBIRTH, so only a camera the station was not configured with can cause one. On a clean stop:
 NDEATH with the same bdSeq, then DISCONNECT.
 
 Sparkplug publishes data at QoS 0, so no PUBACK says a DDATA reached the broker; the
@@ -27,6 +28,7 @@ import json
 import logging
 import os
 import threading
+from collections.abc import Sequence
 from itertools import count
 from pathlib import Path
 from typing import Any
@@ -64,7 +66,8 @@ class SparkplugWire:
     confirms_by_barrier = True
 
     def __init__(self, topics: Topics, group_id: str, edge_node_id: str, device_id: str,
-                 *, session: str, software: str, state_file: Path | None = None) -> None:
+                 *, session: str, software: str, state_file: Path | None = None,
+                 cameras: Sequence[str] = ()) -> None:
         self.topics = topics
         ns = f"{NAMESPACE}/{group_id}"
         self.nbirth = f"{ns}/NBIRTH/{edge_node_id}"
@@ -79,7 +82,10 @@ class SparkplugWire:
         self._seq = 0
         self._node: dict[str, object] = {"Properties/Software": software,
                                          "Properties/Session": session, "Status": "online"}
-        self._device: dict[str, object] = {}
+        # the configured cameras' status metrics are declared (null) in the first DBIRTH: a
+        # camera that reports after the births would otherwise force a rebirth, and a host
+        # counting births (or sending a command right after one) would be misled
+        self._device: dict[str, object] = {camera_metric(c): None for c in cameras}
         self._types: dict[str, DataType] = dict(DEVICE_METRICS)  # as in the last DBIRTH
         self._rebirth = threading.Event()
         self._request_ids = count(1)
