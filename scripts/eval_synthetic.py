@@ -10,10 +10,13 @@ class-correct rate is the share of found defects whose class is right. Image-lev
 numbers use the raw detector output (any detection = NG), before the recipe's decision
 rules. Time is detect() alone on one core, median over the frames.
 
-A second table is what the operator sees: only detections at or above their class's
-threshold in the recipe (the unknown rule's threshold for `unknown`). A defect is found
-when one of them overlaps it (IoU >= 0.1), and named right when the highest-scoring of
-those has its class (the class the result reports first).
+A second table is what the operator sees: only the detections the recipe's rules count
+(threshold and minimum area of their class, the unknown rule's for `unknown`). A defect is
+found when one of them overlaps it (IoU >= 0.1), and named right when the highest-scoring
+of those has its class (the class the result reports first).
+
+The detector is the recipe's as the service runs it: with the good-part unknown branch
+when the recipe enables it (`--inner-only`: the class detector alone).
 
     .venv/bin/python scripts/eval_synthetic.py [--n 200] [--seed 7] [--recipe recipes/demo]
 """
@@ -35,15 +38,18 @@ from inspector.acquisition.synthetic_parts import (
     iter_parts,
     match_truth,
 )
+from inspector.decision.verdict import decide
 from inspector.inference.detectors import build_detector
+from inspector.recipes.cache import detector_for
 from inspector.recipes.recipe import load_normals, load_prompts, load_recipe
 
 
-def evaluate(recipe_path: Path, n: int, seed: int, defect_rate: float, max_defects: int) -> str:
+def evaluate(recipe_path: Path, n: int, seed: int, defect_rate: float, max_defects: int,
+             inner_only: bool = False) -> str:
     """Run the evaluation and return the Markdown report."""
     cv2.setNumThreads(1)
     recipe = load_recipe(recipe_path)
-    det = build_detector(recipe.detector)
+    det = build_detector(recipe.detector) if inner_only else detector_for(recipe)
     t0 = time.perf_counter()
     det.enroll(load_prompts(recipe), load_normals(recipe))
     enroll_s = time.perf_counter() - t0
@@ -53,7 +59,6 @@ def evaluate(recipe_path: Path, n: int, seed: int, defect_rate: float, max_defec
     n_det = n_det_ok = 0
     ng_imgs = ng_hit = good_imgs = good_rej = 0
     ms = []
-    thr = {c.name: c.threshold for c in recipe.classes} | {"unknown": recipe.unknown.threshold}
     found_t, right_t = Counter(), Counter()
     ng_hit_t = good_rej_t = 0
     parts = iter_parts(n, seed, w, h, DEFECT_KINDS, defect_rate, max_defects)
@@ -74,7 +79,8 @@ def evaluate(recipe_path: Path, n: int, seed: int, defect_rate: float, max_defec
                 n_det_ok += 1
                 labelled_ok[d.cls] += truths[matched_d[j]].kind == d.cls or d.cls == "unknown"
         n_det += len(dets)
-        shown = [d for d in dets if d.score >= thr.get(d.cls, 1.0)]
+        verdict = decide(dets, recipe, recipe.mm_per_px)
+        shown = [d for d, counted in zip(dets, verdict.accepted, strict=True) if counted]
         for tr in truths:
             over = [d for d in shown if box_iou(tr.bbox, d.bbox) >= 0.1]
             if over:
@@ -93,7 +99,7 @@ def evaluate(recipe_path: Path, n: int, seed: int, defect_rate: float, max_defec
         return f"{100 * a / b:.1f} %" if b else "n/a"
 
     lines = [
-        f"Detector `{recipe.detector.kind}` on recipe `{recipe.id}` rev {recipe.rev}: "
+        f"Detector `{det.kind}` on recipe `{recipe.id}` rev {recipe.rev}: "
         f"{n} synthetic parts (seed {seed}, defect rate {defect_rate}, "
         f"up to {max_defects} defects), {w}x{h}; match = box IoU >= 0.1.",
         "",
@@ -148,8 +154,11 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=7, help="disjoint from the recipe's 1000/1001")
     ap.add_argument("--defect-rate", type=float, default=0.5)
     ap.add_argument("--max-defects", type=int, default=2)
+    ap.add_argument("--inner-only", action="store_true",
+                    help="the class detector alone, without the recipe's unknown branch")
     args = ap.parse_args()
-    print(evaluate(args.recipe, args.n, args.seed, args.defect_rate, args.max_defects))
+    print(evaluate(args.recipe, args.n, args.seed, args.defect_rate, args.max_defects,
+                   args.inner_only))
 
 
 if __name__ == "__main__":

@@ -8,7 +8,10 @@ the same defect, already named). Only a class detection at or above its class's
 threshold explains: a faint one the recipe would not count must not hide a defect the
 good-part bank sees clearly (the prompt detector reports candidates down to 0.05).
 The inner detector's own unknown detections that overlap a branch region are replaced
-by it, so one defect is reported once.
+by it, so one defect is reported once. With `unknown.params.confirm` > 0 a prompt-class
+detection is dropped where the good-part map stays below that share of the branch's
+threshold: the part looks like the good parts there, so the class's score is taken for a
+false alarm (opt-in; BENCHMARKS.md).
 `build_detector(settings, unknown_rule)` wraps when the recipe's unknown rule is
 enabled; a recipe with too few good parts keeps the inner detector alone (logged).
 """
@@ -86,19 +89,21 @@ class WithUnknown(Detector):
         try:
             dets = self.inner.detect(image)
         finally:
-            regions, branch_ms = branch.result()
+            regions, amap, branch_ms = branch.result()
         self.last_timing = dict(self.inner.last_timing)
         self.last_timing["unknown_ms"] = branch_ms
+        if self.branch.params.confirm > 0:
+            dets = [d for d in dets if d.unknown or self.branch.confirms(d, amap)]
         named = [d for d in dets if not d.unknown
                  and d.score >= self.thresholds.get(d.cls, 0.0)]
         found = [u for u in regions if not any(overlaps(u, d) for d in named)]
         kept = [d for d in dets if not (d.unknown and any(overlaps(d, u) for u in found))]
         return kept + found
 
-    def _timed_branch(self, image: np.ndarray) -> tuple[list[Detection], float]:
+    def _timed_branch(self, image: np.ndarray) -> tuple[list[Detection], np.ndarray, float]:
         t = time.perf_counter()
-        regions = self.branch.detect(image)
-        return regions, (time.perf_counter() - t) * 1e3
+        regions, amap = self.branch.detect_with_map(image)
+        return regions, amap, (time.perf_counter() - t) * 1e3
 
     def enrolled_state(self) -> dict[str, np.ndarray] | None:
         inner = self.inner.enrolled_state()

@@ -95,6 +95,12 @@ class UnknownParams(StrictModel):
     # can dilute a defect only a few tokens wide in a large frame, so it is opt-in)
     image_score: Literal["map_max", "topk_mean"] = "map_max"
     topk: Annotated[int, Field(ge=1, le=10_000)] = 10
+    # a prompt-class detection counts only where this map reaches `confirm` times the
+    # threshold (0: off, every detection counts): one that lies where the part looks like
+    # the good parts is dropped (WithUnknown). Opt-in: it needs a good-part bank that
+    # covers the product (on the demo the classes' false alarms on good parts lie at
+    # 0.61-0.83 of the threshold, the defects they find from 0.77; BENCHMARKS.md)
+    confirm: Annotated[float, Field(ge=0, le=2)] = 0.0
     seed: int = 0
 
 
@@ -334,18 +340,40 @@ class UnknownBranch:
         return self.part_score(self.distances(self.grids(image)), image.shape)[1]
 
     def detect(self, image: np.ndarray) -> list[Detection]:
+        return self.detect_with_map(image)[0]
+
+    def detect_with_map(self, image: np.ndarray) -> tuple[list[Detection], np.ndarray]:
+        """The unknown regions and the anomaly map they came from (the map is what
+        `confirm` checks the prompt classes' detections against)."""
         p = self.params
         score, amap = self.part_score(self.distances(self.grids(image)), image.shape)
         if p.image_score == "map_max":
             return regions(amap, self.threshold, self.at_threshold, p.low_ratio,
-                           p.min_area_px, p.max_regions)
+                           p.min_area_px, p.max_regions), amap
         if score < self.threshold:
-            return []
+            return [], amap
         # the part is anomalous; where: the region around the map's peak, at the same
         # relative level as the hysteresis of map_max, scored by the part's score
         found = regions(amap, float(amap.max()), self.at_threshold, p.low_ratio, 1, 1)
         part = float(to_score(score, self.threshold, self.at_threshold))
-        return [replace(d, score=part) for d in found]
+        return [replace(d, score=part) for d in found], amap
+
+    def confirms(self, det: Detection, amap: np.ndarray) -> bool:
+        """Whether the map reaches `confirm` x the threshold under the detection (its mask,
+        else its box): somewhere it looks unlike every good part."""
+        level = self.params.confirm * self.threshold
+        if level <= 0:
+            return True
+        x, y, w, h = (int(round(v)) for v in det.bbox)
+        x0, y0 = max(x, 0), max(y, 0)
+        win = amap[y0:y + max(h, 1), x0:x + max(w, 1)]
+        if win.size == 0:
+            return False
+        if det.mask is not None:
+            m = det.mask[y0 - y:y0 - y + win.shape[0], x0 - x:x0 - x + win.shape[1]]
+            if m.shape == win.shape and m.any():
+                win = win[m]
+        return bool(win.max() >= level)
 
     # --- state -----------------------------------------------------------------------
     def state(self) -> dict[str, np.ndarray]:

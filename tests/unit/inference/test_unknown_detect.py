@@ -28,7 +28,7 @@ from inspector.decision.verdict import decide
 from inspector.inference.detectors import build_detector
 from inspector.inference.detectors.base import Detection, Detector
 from inspector.inference.detectors.with_unknown import WithUnknown, overlaps
-from inspector.inference.unknown.branch import UnknownBranch
+from inspector.inference.unknown.branch import UnknownBranch, UnknownParams
 from inspector.recipes.recipe import load_normals, load_recipe
 from inspector.runtime.service import load_active
 
@@ -175,6 +175,28 @@ def test_a_class_detection_below_its_threshold_explains_nothing(branch_only):
     assert not any(d.unknown and overlaps(d, faint) for d in both.detect(img))
 
 
+def test_confirm_drops_a_class_detection_where_the_part_looks_good(branch_only, monkeypatch):
+    """With `confirm`, a class detection on an ordinary stretch of a good part (a prompt
+    detector's false alarm) is dropped, one on the imprint the branch sees is kept; off,
+    both count."""
+    recipe, det = branch_only
+    img, named = _imprint_named_as(det, "stain", 0.9)
+    good = good_part(frame_rng(503, 0), SIZE, SIZE)
+    false = Detection(cls="stain", score=0.9, bbox=named.bbox, mask=named.mask,
+                      area_px=named.area_px)
+    on_defect = WithUnknown(NamesNothing([named]), det.branch)
+    on_good = WithUnknown(NamesNothing([false]), det.branch)
+    on_defect.active = on_good.active = True
+    assert false in on_good.detect(good)  # off by default: every class detection counts
+    params = det.branch.params
+    monkeypatch.setattr(det.branch, "params", params.model_copy(update={"confirm": 0.8}))
+    assert on_good.detect(good) == []
+    assert named in on_defect.detect(img)
+    assert decide(on_good.detect(good), recipe, recipe.mm_per_px).ok
+    with pytest.raises(ValueError, match="confirm"):
+        UnknownParams.model_validate({"confirm": -1})
+
+
 def test_branch_runs_beside_the_inner_detector(branch_only, monkeypatch):
     """The inner detector and the branch overlap in time within one detect(): the inner
     one waits here until the branch has started, which a sequential detect never allows."""
@@ -182,7 +204,7 @@ def test_branch_runs_beside_the_inner_detector(branch_only, monkeypatch):
 
     recipe, det = branch_only
     started = threading.Event()
-    real = det.branch.detect
+    real = det.branch.detect_with_map
 
     def branch_detect(image):
         started.set()
@@ -193,7 +215,7 @@ def test_branch_runs_beside_the_inner_detector(branch_only, monkeypatch):
             assert started.wait(10), "the branch did not start while the inner one ran"
             return []
 
-    monkeypatch.setattr(det.branch, "detect", branch_detect)
+    monkeypatch.setattr(det.branch, "detect_with_map", branch_detect)
     both = WithUnknown(WaitsForBranch(), det.branch)
     both.active = True
     rng = frame_rng(504, 0)
