@@ -85,6 +85,17 @@ def resolve_model(model: str) -> Path:
     return model_path(model)
 
 
+def region_area(mask: np.ndarray | None, w: float, h: float, cell_px: float) -> float:
+    """Frame pixels of a detection, what the recipe's minimum area judges: its mask's; the
+    ellipse of its box where the mask is smaller than one mask logit cell, below what the
+    stride-4 mask resolves (a pit a few pixels wide gets a mask of 6-10 px, its box 50-150
+    px: the demo's pits were not counted; BENCHMARKS.md)."""
+    if mask is None:
+        return float(w * h)
+    area = float(mask.sum())
+    return max(area, float(np.pi / 4 * w * h)) if area < cell_px else area
+
+
 def nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> list[int]:
     """Greedy non-maximum suppression; boxes (n, 4) x1 y1 x2 y2; indices kept, best first."""
     order = np.argsort(-scores, kind="stable")
@@ -383,7 +394,8 @@ class PromptDetector(EncodedDetector):
             if x2 - x1 < 1 or y2 - y1 < 1:
                 continue
             mask = self._mask(masks[c, k], b, (x1, y1, x2, y2), hw)
-            area = float(mask.sum()) if mask is not None else (x2 - x1) * (y2 - y1)
+            cell_px = (p.size / masks.shape[-1]) ** 2 * sx * sy  # one mask logit, frame px
+            area = region_area(mask, x2 - x1, y2 - y1, cell_px)
             dets.append(Detection(cls=classes[c], score=score,
                                   bbox=(float(x1), float(y1), float(x2 - x1), float(y2 - y1)),
                                   mask=mask, area_px=area,
@@ -424,13 +436,11 @@ class PromptDetector(EncodedDetector):
         mx, my = np.meshgrid(xs.astype(np.float32), ys.astype(np.float32))
         m = cv2.remap(logits.astype(np.float32), mx, my, cv2.INTER_LINEAR,
                       borderMode=cv2.BORDER_REPLICATE)
-        mask = m > 0
-        if not mask.any():
-            # the query scored but its mask logits stay below 0 (small, faint defects):
-            # take the pixels within one logit of the peak, so that the area the recipe
-            # judges is the defect's and not a single pixel
-            mask = m >= m.max() - 1.0
-        return mask
+        # logits above 0; where the peak itself stays under 1 (small, faint defects: the
+        # stride-4 logits of a pit a few pixels wide barely rise above 0), the pixels
+        # within one logit of the peak, so that the area the recipe judges is the
+        # defect's and not a few pixels (and does not jump where the peak crosses 0)
+        return m >= min(0.0, float(m.max()) - 1.0)
 
     @property
     def model_sha256(self) -> str:

@@ -9,7 +9,7 @@ import pytest
 
 from inspector.inference.detectors import build_detector
 from inspector.inference.detectors.base import PromptExample
-from inspector.inference.detectors.prompt import PromptDetector, nms
+from inspector.inference.detectors.prompt import PromptDetector, nms, region_area
 from inspector.recipes.recipe import DetectorSettings
 from tests.helpers.prompt_fixtures import runtime_model, synthetic_prompts
 
@@ -106,6 +106,26 @@ def test_mask_of_a_faint_query_is_its_peak_not_one_pixel(model):
     logits[11, 22] = 1.0  # one positive cell: the ordinary `> 0` mask
     sharp = det._mask(logits, box, (0.0, 0.0, float(size), float(size)), (size, size))
     assert 0 < sharp.sum() < mask.sum()
+    # a peak just above 0 is no sharper than one just below it (no jump at 0: sampled
+    # between the cells, these peaks give maxima of -0.05 and +0.07)
+    sizes = []
+    for peak in (0.55, 0.7):
+        logits[11, 22] = peak
+        sizes.append(det._mask(logits, box, (0.0, 0.0, float(size), float(size)),
+                               (size, size)).sum())
+    assert sizes[1] > 0.5 * sizes[0] > 0
+
+
+def test_area_below_the_mask_resolution_is_the_box_ellipse():
+    """A mask smaller than one logit cell says little of the defect's size: the minimum-area
+    rule then judges the ellipse of the box; a resolved mask keeps its own area."""
+    tiny = np.zeros((10, 12), bool)
+    tiny[4:6, 5:8] = True  # 6 px
+    assert region_area(tiny, 12, 10, cell_px=41.0) == pytest.approx(np.pi / 4 * 120)
+    thin = np.zeros((40, 60), bool)
+    thin[20, :] = True  # a scratch 60 px long: resolved, its own area
+    assert region_area(thin, 60, 40, cell_px=41.0) == 60
+    assert region_area(None, 12, 10, cell_px=41.0) == 120
 
 
 def test_a_size_prior_model_takes_the_examples_sizes(tmp_path: Path):
