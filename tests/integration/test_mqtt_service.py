@@ -34,7 +34,7 @@ def station(tmp_path: Path, broker: Broker) -> Service:
     shutil.copytree(REPO / "recipes" / "demo", other)
     text = (other / "recipe.yaml").read_text()
     (other / "recipe.yaml").write_text(
-        text.replace("id: demo-part", "id: demo-b").replace("rev: 5 ", "rev: 6 "))
+        text.replace("id: demo-part", "id: demo-b").replace("rev: 6 ", "rev: 7 "))
     bad = recipes / "broken"
     shutil.copytree(REPO / "recipes" / "demo", bad)
     (bad / "recipe.yaml").write_text(text.replace("id: demo-part", "id: broken\nfoo: 1"))
@@ -71,7 +71,7 @@ def test_service_publishes_and_switches_recipe(tmp_path: Path) -> None:
             for rid, cmd, words in (
                 ("r1", {"recipe_id": "nope"}, "unknown recipe 'nope'"),
                 ("r2", {"recipe_id": "broken"}, "foo: unknown key"),
-                ("r3", {"recipe_id": "demo-b", "rev": 9}, "rev 6, not 9"),
+                ("r3", {"recipe_id": "demo-b", "rev": 9}, "rev 7, not 9"),
             ):
                 publish_raw(broker, TOPICS.cmd_recipe, dumps({"request_id": rid, **cmd}))
                 assert wait_until(lambda rid=rid: ack(rid) is not None, 30), rid
@@ -80,10 +80,10 @@ def test_service_publishes_and_switches_recipe(tmp_path: Path) -> None:
             assert svc.pipeline.active.recipe.id == "demo-part"
 
             publish_raw(broker, TOPICS.cmd_recipe, dumps({"request_id": "r4",
-                                                          "recipe_id": "demo-b", "rev": 6}))
+                                                          "recipe_id": "demo-b", "rev": 7}))
             assert wait_until(lambda: ack("r4") is not None, 120)  # enrols demo-b
             a = ack("r4")
-            assert a["ok"] is True and a["recipe"]["id"] == "demo-b" and a["recipe"]["rev"] == 6
+            assert a["ok"] is True and a["recipe"]["id"] == "demo-b" and a["recipe"]["rev"] == 7
             assert wait_until(lambda: sub.results()[-1]["recipe"]["id"] == "demo-b", 30)
             assert sub.last(TOPICS.state)["recipe"] == a["recipe"]
         finally:
