@@ -84,7 +84,7 @@ unknown:                   # the good-part branch: defects no class explains
   target_false_alarm_rate: 0.001  # 0.1 %, not the default 1 %: a reject gate line; with
                            # 16 good parts it is extrapolated, not shown (enrolment warns).
                            # On 1000 new good parts 0.3 % were rejected as unknown (1.4 %
-                           # at 1 %), 87.7 % of injected defects found (87.4 %): BENCHMARKS.md
+                           # at 1 %): BENCHMARKS.md
   params:
     confirm: 0.85          # a class detection counts only where this branch's map reaches
                            # 0.85 of its threshold: the classes' false alarms on good parts
