@@ -109,7 +109,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
                      out=Path(args.out) if args.out else None, limit=args.limit,
                      threads=args.threads, normals=args.normals,
                      adapt="on" if args.adapt else "off", adapt_steps=args.adapt_steps,
-                     detector=args.detector, params=args.params)
+                     detector=args.detector, params=args.params, confirm=args.confirm)
     try:
         report = run_eval(s)
     except (FileNotFoundError, ValueError) as exc:
@@ -172,6 +172,10 @@ def register(sub) -> None:
     e.add_argument("--out", default=None, help="report folder (default: out/eval-<dataset>)")
     e.add_argument("--normals", type=int, default=0,
                    help="defect-free train images given to enrolment as good parts")
+    e.add_argument("--confirm", type=float, default=0.0,
+                   help="unknown.params.confirm: the good-part branch (on --normals) drops "
+                        "class detections where its map stays below this share of its "
+                        "threshold (0: off)")
     e.add_argument("--adapt", action="store_true",
                    help="enrol with adaptation to the prompts (needs torch)")
     e.add_argument("--adapt-steps", type=int, default=None,

@@ -53,6 +53,10 @@ class EvalSettings:
     # `model` and the matcher on the held-out prompt images, chosen at each enrolment)
     detector: str = "prompt"
     params: dict | None = None  # more detector.params (e.g. the match detector's)
+    # unknown.params.confirm of the recipe (0: off): the good-part branch, enrolled on the
+    # `normals`, drops class detections where its map stays below this share of its
+    # threshold, as WithUnknown does in the service (needs normals)
+    confirm: float = 0.0
 
 
 def draw_normals(train: dict, n: int, seed: int) -> list[dict]:
@@ -138,6 +142,21 @@ def _detector(s: EvalSettings):
                                            params=_merged(params, s.params or {})))
 
 
+def _confirming_branch(confirm: float, normals: list[np.ndarray]):
+    """The good-part branch that vets class detections (`confirm` > 0), enrolled on the
+    good parts as a recipe's unknown rule would be; None when off."""
+    if confirm <= 0:
+        return None
+    from inspector.inference.unknown.branch import UnknownBranch
+
+    branch = UnknownBranch({"confirm": confirm}, target_rate=0.001)
+    if len(normals) < branch.params.min_normals:
+        raise ValueError(f"--confirm needs at least {branch.params.min_normals} good parts "
+                         f"(--normals), got {len(normals)}")
+    branch.enroll(normals)
+    return branch
+
+
 def run_eval(s: EvalSettings) -> str:
     """Run the protocol; write the reports; return the Markdown report."""
     seeds = s.seeds or [0, 1, 2]
@@ -169,6 +188,7 @@ def run_eval(s: EvalSettings) -> str:
         normals = [_read(s.data, i) for i in draw_normals(train, s.normals, seed)]
         t_enrol = time.perf_counter()
         det.enroll(prompts, normals)
+        branch = _confirming_branch(s.confirm, normals)
         enrol_s = time.perf_counter() - t_enrol
         cat_of = {n: c for c, n in names.items()}
         dets_box, dets_segm = [], []
@@ -176,6 +196,9 @@ def run_eval(s: EvalSettings) -> str:
             tok, hw = tokens[info["id"]]
             t = time.perf_counter()
             found = det.detect_tokens(tok, hw)
+            if branch is not None:  # as WithUnknown.detect: on the frame, beside the detector
+                amap = branch.anomaly_map(_read(s.data, info))
+                found = [d for d in found if d.unknown or branch.confirms(d, amap)]
             total_ms.append(encode_ms[n] + (time.perf_counter() - t) * 1e3)
             for d in found:
                 r = {"image_id": info["id"], "category_id": cat_of[d.cls],
@@ -209,7 +232,7 @@ def run_eval(s: EvalSettings) -> str:
     result = {
         "dataset": s.data.name, "model": _model_name(s), "detector": s.detector,
         "shots": s.shots, "seeds": seeds,
-        "normals": s.normals, "adapt": s.adapt,
+        "normals": s.normals, "adapt": s.adapt, "confirm": s.confirm,
         "enrol_s": {"mean": float(np.mean([p["enrol_s"] for p in per_seed])),
                     "max": float(np.max([p["enrol_s"] for p in per_seed]))},
         "errors": add_splits(splits),
@@ -226,7 +249,8 @@ def run_eval(s: EvalSettings) -> str:
                        "p99": float(np.percentile(total_ms, 99)),
                        "encode_p50": float(np.percentile(encode_ms, 50))},
     }
-    tag = (f"-n{s.normals}" if s.normals else "") + ("" if s.adapt == "off" else "-adapt")
+    tag = ((f"-n{s.normals}" if s.normals else "") + ("" if s.adapt == "off" else "-adapt")
+           + (f"-confirm{s.confirm:g}" if s.confirm else ""))
     out = s.out or Path("out") / f"eval-{s.data.name}-{_model_name(s)}{tag}"
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.json").write_text(json.dumps(result, indent=1), encoding="utf-8")

@@ -186,6 +186,33 @@ def test_run_eval_measures_the_training_free_matcher(tmp_path: Path):
                               detector="match", params={"scales": []}))
 
 
+def test_run_eval_confirm_vets_class_detections_with_the_good_part_branch(tmp_path: Path):
+    """`--confirm`: the branch enrolled on the good parts drops class detections where the
+    frame looks like them, as the service's WithUnknown does; it needs good parts."""
+    from inspector.acquisition.synthetic_parts import frame_rng, good_part, iter_parts, save_coco
+    from inspector.evaluation.run import EvalSettings, run_eval
+
+    data, size = tmp_path / "tiny", 192
+    train = list(iter_parts(4, 21, size, size, defect_rate=1.0))
+    train += [(good_part(frame_rng(23, i), size, size), []) for i in range(6)]
+    save_coco(data, train, "annotations_train.json",
+              names=[f"tr{i}.png" for i in range(len(train))])
+    save_coco(data, list(iter_parts(6, 22, size, size, defect_rate=0.7)),
+              "annotations_test.json", names=[f"te{i}.png" for i in range(6)])
+    runs = {}
+    for confirm in (0.0, 0.6):
+        out = tmp_path / f"report-{confirm}"
+        run_eval(EvalSettings(data=data, model=tmp_path / "no-model", shots=2, seeds=[0],
+                              out=out, threads=1, detector="match", normals=6,
+                              confirm=confirm, params={"scales": [1.0]}))
+        runs[confirm] = json.loads((out / "report.json").read_text())
+    assert runs[0.6]["confirm"] == 0.6
+    assert 0 < runs[0.6]["per_seed"][0]["detections"] < runs[0.0]["per_seed"][0]["detections"]
+    with pytest.raises(ValueError, match="--normals"):
+        run_eval(EvalSettings(data=data, model=tmp_path, seeds=[0], out=tmp_path / "r",
+                              detector="match", confirm=0.5))
+
+
 def test_run_eval_of_select_reports_the_choice_and_scores_as_the_chosen_detector(
         tmp_path: Path, tmp_path_factory):
     """`--detector select` (a recipe's default): each seed's report says which detector the
