@@ -72,8 +72,10 @@ class WithUnknown(Detector):
         need = self.branch.params.min_normals
         self.active = len(normals) >= need
         if not self.active:
-            log.warning("unknown-defect branch off: %d good-part image(s), needs %d",
-                        len(normals), need)
+            log.warning("unknown-defect branch off: %d good-part image(s), needs %d%s",
+                        len(normals), need,
+                        "; unknown.params.confirm is off with it: every class detection "
+                        "counts" if self.branch.params.confirm > 0 else "")
             return
         self.branch.enroll(normals, progress=progress)  # logs the achieved false-alarm rate
 

@@ -245,10 +245,14 @@ def test_pipeline_wraps_every_recipe_with_good_parts(recipe_dir, tmp_path):
     assert not isinstance(load_active(off).detector, WithUnknown)
 
 
-def test_too_few_good_parts_leaves_the_branch_off():
-    det = WithUnknown(NamesNothing(), UnknownBranch({"min_normals": 3}))
-    det.enroll([], [good_part(frame_rng(506, i), 64, 64) for i in range(2)])
-    assert not det.active and det.detect(np.zeros((64, 64), np.uint8)) == []
+def test_too_few_good_parts_leaves_the_branch_off(caplog):
+    named = Detection(cls="stain", score=0.9, bbox=(4.0, 4.0, 8.0, 8.0), area_px=64.0)
+    det = WithUnknown(NamesNothing([named]),
+                      UnknownBranch({"min_normals": 3, "confirm": 0.85}))
+    with caplog.at_level("WARNING"):
+        det.enroll([], [good_part(frame_rng(506, i), 64, 64) for i in range(2)])
+    assert "confirm is off with it" in caplog.text  # the operator learns the check is off
+    assert not det.active and det.detect(np.zeros((64, 64), np.uint8)) == [named]
     assert det.enrolled_state()["unknown_active"] == np.array(False)
 
 
