@@ -57,6 +57,23 @@ class Detection:
     prompt_id: str | None = None  # the prompt example that explains it best
     unknown: bool = False  # True when no prompt class explains it
 
+    def covers(self, x0: int, y0: int, x1: int, y1: int) -> np.ndarray:
+        """The detection's pixels (its mask, else its box) within the frame window
+        [x0, x1) x [y0, y1), as a bool array of the window's shape: what overlap tests and
+        the map checks of the unknown branch look at."""
+        out = np.zeros((y1 - y0, x1 - x0), bool)
+        bx, by, bw, bh = (int(round(v)) for v in self.bbox)
+        cx0, cy0 = max(x0, bx), max(y0, by)
+        cx1, cy1 = min(x1, bx + bw), min(y1, by + bh)
+        if cx1 <= cx0 or cy1 <= cy0:
+            return out
+        if self.mask is None:
+            out[cy0 - y0:cy1 - y0, cx0 - x0:cx1 - x0] = True
+        else:
+            part = self.mask[cy0 - by:cy1 - by, cx0 - bx:cx1 - bx]
+            out[cy0 - y0:cy0 - y0 + part.shape[0], cx0 - x0:cx0 - x0 + part.shape[1]] = part
+        return out
+
 
 @dataclass
 class PromptExample:

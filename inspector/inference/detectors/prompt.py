@@ -388,13 +388,13 @@ class PromptDetector(EncodedDetector):
             bx = np.array([f[2] for f in found])
             found = [found[i] for i in nms(bx, np.array([f[0] for f in found]),
                                            p.cross_class_iou)]
+        cell_px = (p.size / masks.shape[-1]) ** 2 * sx * sy  # one mask logit, frame px
         dets = []
         for score, c, b, _, k in found[: p.max_detections]:
             x1, y1, x2, y2 = b[0] * sx, b[1] * sy, b[2] * sx, b[3] * sy
             if x2 - x1 < 1 or y2 - y1 < 1:
                 continue
             mask = self._mask(masks[c, k], b, (x1, y1, x2, y2), hw)
-            cell_px = (p.size / masks.shape[-1]) ** 2 * sx * sy  # one mask logit, frame px
             area = region_area(mask, x2 - x1, y2 - y1, cell_px)
             dets.append(Detection(cls=classes[c], score=score,
                                   bbox=(float(x1), float(y1), float(x2 - x1), float(y2 - y1)),

@@ -40,16 +40,7 @@ def overlaps(a: Detection, b: Detection) -> bool:
     x1, y1 = min(ax + aw, bx + bw), min(ay + ah, by + bh)
     if x1 <= x0 or y1 <= y0:
         return False
-
-    def window(d: Detection, ox: int, oy: int) -> np.ndarray:
-        if d.mask is None:
-            return np.ones((y1 - y0, x1 - x0), bool)
-        m = np.zeros((y1 - y0, x1 - x0), bool)
-        part = d.mask[y0 - oy:y1 - oy, x0 - ox:x1 - ox]
-        m[:part.shape[0], :part.shape[1]] = part
-        return m
-
-    return bool((window(a, ax, ay) & window(b, bx, by)).any())
+    return bool((a.covers(x0, y0, x1, y1) & b.covers(x0, y0, x1, y1)).any())
 
 
 class WithUnknown(Detector):
@@ -94,8 +85,7 @@ class WithUnknown(Detector):
             regions, amap, branch_ms = branch.result()
         self.last_timing = dict(self.inner.last_timing)
         self.last_timing["unknown_ms"] = branch_ms
-        if self.branch.params.confirm > 0:
-            dets = [d for d in dets if d.unknown or self.branch.confirms(d, amap)]
+        dets = [d for d in dets if d.unknown or self.branch.confirms(d, amap)]
         named = [d for d in dets if not d.unknown
                  and d.score >= self.thresholds.get(d.cls, 0.0)]
         found = [u for u in regions if not any(overlaps(u, d) for d in named)]

@@ -369,11 +369,8 @@ class UnknownBranch:
         win = amap[y0:y + max(h, 1), x0:x + max(w, 1)]
         if win.size == 0:
             return False
-        if det.mask is not None:
-            m = det.mask[y0 - y:y0 - y + win.shape[0], x0 - x:x0 - x + win.shape[1]]
-            if m.shape == win.shape and m.any():
-                win = win[m]
-        return bool(win.max() >= level)
+        under = det.covers(x0, y0, x0 + win.shape[1], y0 + win.shape[0])
+        return bool((win[under] if under.any() else win).max() >= level)
 
     # --- state -----------------------------------------------------------------------
     def state(self) -> dict[str, np.ndarray]:
