@@ -16,13 +16,18 @@ from pathlib import Path
 DEFAULT_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 DEFAULT_MODEL = Path(__file__).resolve().parents[2] / "engines" / "prompt-v2"
 SYNTHETIC_SEED = 20260  # disjoint from the demo recipe (1000, 1001) and eval_synthetic (7)
+RANDOMISED_SEED = 31000  # micro-domain j of `--randomised` is seed RANDOMISED_SEED + j
 
 
-def default_sources(data: Path, synthetic: int = 400, exclude: tuple[str, ...] = ()):
-    """Synthetic parts plus the train split of every dataset folder under `data`."""
+def default_sources(data: Path, synthetic: int = 400, exclude: tuple[str, ...] = (),
+                    randomised: int = 0, randomised_images: int = 24):
+    """Synthetic parts, `randomised` made-up products (randomised.py) and the train split
+    of every dataset folder under `data`."""
     from inspector.training.episodes import Source
 
     out = [Source("synthetic", "synthetic", n=synthetic, seed=SYNTHETIC_SEED)]
+    out += [Source(f"rnd-{j}", "randomised", n=randomised_images, seed=RANDOMISED_SEED + j)
+            for j in range(randomised)]
     if data.is_dir():
         for d in sorted(p for p in data.iterdir() if (p / "annotations_train.json").is_file()):
             out.append(Source(d.name, "coco", path=str(d.resolve())))
@@ -42,17 +47,21 @@ def cmd_train(args: argparse.Namespace) -> int:
     if not data.is_dir():
         print(f"inspector train: --data {data}: not a folder of datasets", file=sys.stderr)
         return 2
-    all_sources = default_sources(data, args.synthetic)
+    rnd = (args.randomised, args.randomised_images)
+    all_sources = default_sources(data, args.synthetic, (), *rnd)
     unknown = set(args.exclude) - {s.name for s in all_sources}
     if unknown:
         print(f"inspector train: --exclude {sorted(unknown)}: no such dataset in {data} "
               f"(have {[s.name for s in all_sources]})", file=sys.stderr)
         return 2
-    sources = default_sources(data, args.synthetic, tuple(args.exclude))
+    sources = default_sources(data, args.synthetic, tuple(args.exclude), *rnd)
     out = Path(args.out)
+    # the made-up products together are drawn as often as `randomised_weight` datasets
+    weights = {s.name: args.randomised_weight / args.randomised
+               for s in sources if s.kind == "randomised"}
     cfg = TrainConfig(steps=args.steps, max_minutes=args.minutes, seed=args.seed,
                       size=args.size, threads=args.threads,
-                      source_weights={s: 0.0 for s in args.exclude})
+                      source_weights={**weights, **{s: 0.0 for s in args.exclude}})
     # one feature cache for all sources; excluded ones are never sampled
     cache = FeatureCache.load_or_build(all_sources, args.size, Path(args.cache))
     net, record = train(cache, cfg, NetConfig(objectness=args.objectness,
@@ -129,6 +138,13 @@ def register(sub) -> None:
     t.add_argument("--synthetic", type=int, default=400, help="synthetic training parts")
     t.add_argument("--steps", type=int, default=4000, help="episodes at most")
     t.add_argument("--minutes", type=float, default=40.0, help="wall-time budget")
+    t.add_argument("--randomised", type=int, default=0, metavar="N",
+                   help="made-up products to train on as well (domain randomisation)")
+    t.add_argument("--randomised-images", type=int, default=24,
+                   help="images per made-up product")
+    t.add_argument("--randomised-weight", type=float, default=4.0,
+                   help="the made-up products together are drawn as often as this many "
+                        "datasets")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--size", type=int, default=320, help="input side (multiple of 16)")
     t.add_argument("--threads", type=int, default=2)

@@ -93,7 +93,8 @@ def synthetic_samples(n: int, seed: int, size: int = 512):
 
 @dataclass
 class Source:
-    """One training source: `kind` synthetic (n images, seed) or coco (a dataset folder)."""
+    """One training source: `kind` synthetic (n images, seed), randomised (one made-up
+    product, randomised.py: n images of micro-domain `seed`) or coco (a dataset folder)."""
 
     name: str
     kind: str
@@ -104,10 +105,14 @@ class Source:
     def samples(self):
         if self.kind == "synthetic":
             return synthetic_samples(self.n, self.seed)
+        if self.kind == "randomised":
+            from inspector.training.randomised import randomised_samples
+
+            return randomised_samples(self.seed, self.n)
         return coco_train_samples(Path(self.path), self.n or None)
 
     def count(self) -> int:
-        if self.kind == "synthetic" or self.n:
+        if self.kind in ("synthetic", "randomised") or self.n:
             return self.n
         coco = json.loads((Path(self.path) / "annotations_train.json").read_text("utf-8"))
         return len(coco["images"])
