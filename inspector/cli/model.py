@@ -47,6 +47,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     if not data.is_dir():
         print(f"inspector train: --data {data}: not a folder of datasets", file=sys.stderr)
         return 2
+    if args.randomised < 0 or args.randomised_images < 2 or args.randomised_weight <= 0:
+        print(f"inspector train: --randomised {args.randomised} must be >= 0, "
+              f"--randomised-images {args.randomised_images} >= 2 (a kind needs two images: "
+              f"prompt and query), --randomised-weight {args.randomised_weight} > 0",
+              file=sys.stderr)
+        return 2
     rnd = (args.randomised, args.randomised_images)
     all_sources = default_sources(data, args.synthetic, (), *rnd)
     unknown = set(args.exclude) - {s.name for s in all_sources}

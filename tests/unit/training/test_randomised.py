@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+import pytest
 
+from inspector.cli.main import main as cli_main
 from inspector.cli.model import default_sources
 from inspector.training.randomised import FAMILIES, domain_images, make_domain
 
@@ -62,3 +64,18 @@ def test_train_sources_add_the_made_up_products_only_when_asked(tmp_path):
     samples = list(rnd[0].samples())
     assert len(samples) == rnd[0].count() == 5
     assert all(ins.cls.startswith("k") for _, smp in samples for ins in smp.instances)
+
+
+@pytest.mark.parametrize("flags, named", [
+    (["--randomised", "-1"], "--randomised -1"),
+    (["--randomised", "3", "--randomised-images", "1"], "--randomised-images 1"),
+    (["--randomised", "3", "--randomised-weight", "0"], "--randomised-weight 0"),
+])
+def test_train_refuses_bad_randomised_flags_by_name_and_writes_nothing(tmp_path, capsys, flags,
+                                                                       named):
+    out = tmp_path / "model"
+    rc = cli_main(["train", "--data", str(tmp_path), "--out", str(out), "--cache",
+                   str(tmp_path / "cache"), *flags])
+    assert rc == 2
+    assert named in capsys.readouterr().err
+    assert not out.exists() and not (tmp_path / "cache").exists()
