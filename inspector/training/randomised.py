@@ -213,11 +213,16 @@ def render(dom: Domain, rng: np.random.Generator, size: int = 320
     return np.clip(img, 0, 255).astype(np.uint8), out
 
 
+def domain(seed: int) -> Domain:
+    """Micro-domain `seed`: its surface and defect kinds (its images draw their own
+    generators, so the domain does not depend on how many images are rendered)."""
+    return make_domain(np.random.default_rng([seed, 0x5EED]))
+
+
 def domain_images(seed: int, n: int, size: int = 320
                   ) -> Iterator[tuple[np.ndarray, list[tuple[str, tuple, np.ndarray]]]]:
     """The `n` images of micro-domain `seed` (deterministic for the seed)."""
-    rng = np.random.default_rng([seed, 0x5EED])
-    dom = make_domain(rng)
+    dom = domain(seed)
     for i in range(n):
         yield render(dom, np.random.default_rng([seed, i]), size)
 

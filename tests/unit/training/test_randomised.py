@@ -8,7 +8,7 @@ import pytest
 
 from inspector.cli.main import main as cli_main
 from inspector.cli.model import default_sources
-from inspector.training.randomised import FAMILIES, domain_images, make_domain
+from inspector.training.randomised import FAMILIES, domain, domain_images
 
 
 def test_a_domain_is_the_same_for_its_seed_and_differs_between_seeds():
@@ -24,7 +24,7 @@ def test_a_domain_is_the_same_for_its_seed_and_differs_between_seeds():
 def test_each_defect_box_is_its_mask_and_names_a_kind_of_the_domain():
     seen = set()
     for seed in range(12):
-        kinds = {k.name for k in make_domain(np.random.default_rng([seed, 0x5EED])).kinds}
+        kinds = {k.name for k in domain(seed).kinds}
         assert 2 <= len(kinds) <= 4
         for img, found in domain_images(seed, 6, 160):
             assert img.dtype == np.uint8 and img.shape == (160, 160)
