@@ -5,8 +5,8 @@ each dataset in training (from its manifest): `*` marks a cell where it did not 
 set). The training-free matcher (`inspector eval --detector match`) gets its own rows,
 with `--consensus` each model a row of the matcher confirmed by its heads
 (`--detector consensus`), and with `--select` a row of what a recipe gets by default: the
-heads or the matcher, whichever finds the held-out prompt examples better
-(`--detector select`).
+heads, or the matcher confirmed by the heads of `--support-models` (default: the same
+model), whichever finds the held-out prompt examples better (`--detector select`).
 
 Runs `inspector eval` (same code) for each model, enrolment and dataset of
 ../shared/data with k=4 prompts and seeds 0 1 2, writes each report under out/, and
@@ -15,7 +15,7 @@ prints one Markdown table.
     .venv/bin/python scripts/eval_prompt_table.py [--models engines/prompt-v1 ...]
         [--normals 0 16] [--adapt] [--training-free] [--consensus] [--select]
         [--datasets magtile neu-det]
-        [--params JSON] [--limit N]
+        [--support-models engines/prompt-v3 ...] [--params JSON] [--limit N]
 """
 
 from __future__ import annotations
@@ -55,7 +55,8 @@ def chosen_table(rows: list, datasets: list[str]) -> None:
         vals = []
         for p in r["per_seed"]:
             sel = p["selection"]
-            vals.append(f"{sel['kind']} ({held_out_text(sel['candidates'], sel['held_out_ap50'])})")
+            vals.append(f"{sel.get('label', sel['kind'])} "
+                        f"({held_out_text(sel['candidates'], sel['held_out_ap50'])})")
         print(f"| {name} | {normals} | {ds} | " + " | ".join(vals) + " |")
 
 
@@ -97,9 +98,13 @@ def main() -> None:
                     help="add, per model, rows of the matcher confirmed by that model's "
                          "heads (detector kind consensus; adapted with --adapt)")
     ap.add_argument("--select", action="store_true",
-                    help="add, per model, rows of the recipe default: that model's heads or "
-                         "the matcher, chosen on held-out prompt examples (detector kind "
-                         "select)")
+                    help="add, per model, rows of the recipe default: the matcher confirmed "
+                         "by the heads of its --support-models entry, or heads alone, "
+                         "chosen on held-out prompt examples (detector kind select)")
+    ap.add_argument("--support-models", nargs="*", type=Path, default=[],
+                    help="per --models entry, the model whose heads confirm the matcher in "
+                         "its consensus and select rows (default: that model; a recipe's "
+                         "default pairs engines/prompt-v2 with engines/prompt-v3)")
     ap.add_argument("--datasets", nargs="+", default=["magtile", "neu-det"])
     ap.add_argument("--params", type=json.loads, default=None,
                     help='more detector.params of the models, as JSON, e.g. '
@@ -109,16 +114,21 @@ def main() -> None:
     for ds in args.datasets:
         if not (args.data / ds).is_dir():
             raise SystemExit(f"{args.data}: no {ds} dataset (../shared/data is needed)")
+    if args.support_models and len(args.support_models) != len(args.models):
+        raise SystemExit("--support-models: one per --models entry")
+    support_of = dict(zip(args.models, args.support_models, strict=False))
     rows = []
     runs = [(m, "prompt") for m in args.models] + (
         [(m, "consensus") for m in args.models] if args.consensus else []) + (
         [(m, "select") for m in args.models] if args.select else []) + (
         [(REPO / "engines", "match")] if args.training_free else [])
     for model, kind in runs:
-        seen = trained_on(model) if kind != "match" else set()
+        support = support_of.get(model, model) if kind in ("consensus", "select") else model
+        seen = trained_on(model) | trained_on(support) if kind != "match" else set()
         name = {"prompt": model.name, "match": "training-free matcher",
-                "select": f"chosen at enrolment: {model.name} or the matcher"}.get(
-            kind, f"matcher confirmed by {model.name}")
+                "select": f"chosen at enrolment: {model.name} or the matcher confirmed by "
+                          f"{support.name}"}.get(
+            kind, f"matcher confirmed by {support.name}")
         for normals in args.normals:
             res = {}
             for ds in args.datasets:
@@ -126,7 +136,8 @@ def main() -> None:
                 adapt = args.adapt and kind not in ("match", "select")
                 tag = (f"-n{normals}" if normals else "") + ("-adapt" if adapt else "")
                 stem = {"prompt": model.name, "match": "match"}.get(
-                    kind, f"{kind}-{model.name}")
+                    kind, f"{kind}-{model.name}" + (f"+{support.name}" if support != model
+                                                    else ""))
                 out = REPO / "out" / f"eval-{ds}-{stem}{tag}"
                 params = {"prompt": args.params, "match": None, "select": None}.get(
                     kind, {"support": {"params": args.params or {}}})
@@ -135,7 +146,7 @@ def main() -> None:
                                           seeds=args.seeds, threads=args.threads, out=out,
                                           normals=normals, limit=args.limit,
                                           adapt="on" if adapt else "off", detector=kind,
-                                          params=params))
+                                          params=params, support_model=support))
                 except ValueError as exc:  # e.g. NEU-DET: no defect-free image to draw
                     print(f"{ds}, {name}, {normals} good parts: not run: {exc}",
                           file=sys.stderr)

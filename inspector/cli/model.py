@@ -115,6 +115,20 @@ def _json_object(text: str) -> dict:
     return value
 
 
+def _support_model(args: argparse.Namespace) -> Path | None:
+    """--support-model; left out with the default --model, the one a recipe's default
+    detector confirms with (so that a bare `inspector eval` is the product path), else
+    None (the heads of --model: a leave-one-out model must not be confirmed by a model
+    that saw the left-out domain)."""
+    from inspector.inference.detectors.prompt import CONFIRM_MODEL
+
+    if args.support_model:
+        return Path(args.support_model)
+    if Path(args.model).resolve() == DEFAULT_MODEL.resolve():
+        return DEFAULT_MODEL.parent / Path(CONFIRM_MODEL).name
+    return None
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     """Run the visual-prompt evaluation and print its report; 2 for a missing or bad input."""
     from inspector.evaluation.run import EvalSettings, run_eval
@@ -124,7 +138,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
                      out=Path(args.out) if args.out else None, limit=args.limit,
                      threads=args.threads, normals=args.normals,
                      adapt="on" if args.adapt else "off", adapt_steps=args.adapt_steps,
-                     detector=args.detector, params=args.params, confirm=args.confirm)
+                     detector=args.detector, params=args.params, confirm=args.confirm,
+                     support_model=_support_model(args))
     try:
         report = run_eval(s)
     except (FileNotFoundError, ValueError) as exc:
@@ -176,12 +191,14 @@ def register(sub) -> None:
     e.add_argument("--detector", choices=["prompt", "match", "consensus", "select"],
                    default="select",
                    help="select (the default, as in a recipe that names no kind): "
-                        "whichever of the heads of --model and the matcher finds the "
-                        "held-out prompt examples better, chosen at each enrolment "
+                        "the matcher confirmed by the heads of --support-model, the "
+                        "heads of --model alone or those of --support-model alone, "
+                        "whichever finds the held-out examples better, chosen at each "
+                        "enrolment "
                         "(detectors/select.py); prompt: the trained heads of --model; "
                         "match: training-free "
                         "template matching (inspector.inference.detectors.match); "
-                        "consensus: the matcher confirmed by the heads of --model "
+                        "consensus: the matcher confirmed by the heads of --support-model "
                         "(adapted with --adapt; detectors/consensus.py)")
     e.add_argument("--params", type=_json_object, default=None,
                    help='more detector.params as JSON, e.g. \'{"orientations": 8}\'')
@@ -194,6 +211,11 @@ def register(sub) -> None:
     e.add_argument("--out", default=None, help="report folder (default: out/eval-<dataset>)")
     e.add_argument("--normals", type=int, default=0,
                    help="defect-free train images given to enrolment as good parts")
+    e.add_argument("--support-model", default=None,
+                   help="the model whose heads confirm the matcher (consensus, and "
+                        "select's first candidate); default: engines/prompt-v3 with the "
+                        "default --model, as a recipe's default detector, else --model. "
+                        "For a leave-one-out cell name its own leave-one-out model")
     e.add_argument("--confirm", type=float, default=0.0,
                    help="unknown.params.confirm: the good-part branch (on --normals) drops "
                         "class detections where its map stays below this share of its "

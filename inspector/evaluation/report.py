@@ -69,7 +69,7 @@ def markdown(result: dict) -> str:
     chosen = [(s["seed"], s["selection"]) for s in result["per_seed"] if s.get("selection")]
     if chosen:  # detector kind select: what each seed's enrolment kept, and on what evidence
         lines += ["", "Detector chosen at enrolment (held-out box AP50 of each candidate): "
-                  + "; ".join(f"seed {seed}: {sel['kind']} ("
+                  + "; ".join(f"seed {seed}: {sel.get('label', sel['kind'])} ("
                               + held_out_text(sel["candidates"], sel["held_out_ap50"]) + ")"
                               for seed, sel in chosen) + ". The latency below includes every "
                   "candidate's encoding (each test image is encoded once, before the "

@@ -57,6 +57,9 @@ class EvalSettings:
     # `normals`, drops class detections where its map stays below this share of its
     # threshold, as WithUnknown does in the service (needs normals)
     confirm: float = 0.0
+    # the heads that confirm the matcher (`consensus`, and `select`'s first candidate);
+    # None: those of `model`. A recipe's default is engines/prompt-v3 (CONFIRM_MODEL)
+    support_model: Path | None = None
 
 
 def draw_normals(train: dict, n: int, seed: int) -> list[dict]:
@@ -105,8 +108,10 @@ def load_split(folder: Path, split: str) -> dict:
 
 
 def _model_name(s: EvalSettings) -> str:
+    both = s.model.name + (f"+{s.support_model.name}"
+                           if s.support_model and s.support_model != s.model else "")
     return {"prompt": s.model.name, "match": "training-free-match"}.get(
-        s.detector, f"{s.detector}-{s.model.name}")
+        s.detector, f"{s.detector}-{both}")
 
 
 def _merged(base: dict, more: dict) -> dict:
@@ -120,23 +125,29 @@ def _merged(base: dict, more: dict) -> dict:
 def _detector(s: EvalSettings):
     """The detector a recipe with these settings would build (not yet enrolled).
 
-    `consensus`: the matcher confirmed by the trained heads of `model` (adapted as
-    `adapt` says); `params` merge into that, e.g. {"gain": 1, "support": {"params": ...}}.
-    `select`: the heads of `model` or the matcher, whichever finds the held-out prompt
-    examples better (detectors/select.py); `params` replace its defaults.
+    `consensus`: the matcher confirmed by the trained heads of `support_model` (else
+    `model`; adapted as `adapt` says); `params` merge into that, e.g. {"gain": 1,
+    "support": {"params": ...}}. `select`: that consensus, the heads of `model` alone
+    or those of `support_model` alone, whichever finds the held-out prompt examples
+    better (detectors/select.py); `params` replace its defaults.
     """
     from inspector.inference.detectors import build_detector
+    from inspector.inference.detectors.select import confirmed_match
     from inspector.recipes.recipe import DetectorSettings
 
     prompt = {"model": str(s.model), "backend": s.backend, "size": s.size,
               "threads": s.threads, "min_score": s.min_score, "adapt": s.adapt}
     if s.adapt_steps:
         prompt["adapt_steps"] = s.adapt_steps
+    support = {**prompt, "model": str(s.support_model or s.model)}
     params = {"match": {"min_score": 0.0}, "prompt": prompt,
               "consensus": {"primary": {"kind": "match", "params": {"min_score": 0.0}},
-                            "support": {"kind": "prompt", "params": prompt}},
-              "select": {"candidates": [{"kind": "match", "params": {"min_score": 0.0}},
-                                        {"kind": "prompt", "params": prompt}]},
+                            "support": {"kind": "prompt", "params": support}},
+              "select": {"candidates": [
+                  confirmed_match(support, {"min_score": 0.0}).model_dump(),
+                  {"kind": "prompt", "params": prompt}]
+                  + ([{"kind": "prompt", "params": support}]
+                     if support["model"] != prompt["model"] else [])},
               }[s.detector]
     return build_detector(DetectorSettings(kind=s.detector,
                                            params=_merged(params, s.params or {})))

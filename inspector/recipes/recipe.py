@@ -66,9 +66,11 @@ class UnknownRule(StrictModel):
 class DetectorSettings(StrictModel):
     """Which detector judges the parts. `kind` left out: when the prompt bank has
     examples, `select` (detectors/select.py): at enrolment the training-free matcher
-    (`match`) and the trained visual-prompt heads (`prompt`) are each tried on held-out
-    examples, and the one that finds this product's defects is kept (the heads fail on
-    products they never saw in training); without examples, the training-free texture
+    confirmed by the trained visual-prompt heads of engines/prompt-v3 (`consensus`), the
+    heads of engines/prompt-v2 alone and those of prompt-v3 alone (`prompt`) are each
+    tried on held-out examples, and the one that finds this product's defects is kept
+    (heads alone mostly fail on products they never saw in training); without
+    examples, the training-free texture
     detector. load_recipe resolves it."""
 
     kind: Literal[tuple(KINDS)] | None = None  # type: ignore[valid-type]

@@ -18,14 +18,16 @@ from inspector.core.hashing import file_sha256
 
 
 def default_artefacts() -> list[str]:
-    """What a default recipe loads: the prompt detector's graphs and the good-part encoder
-    (imported here, not at the top: every CLI command imports this module)."""
-    from inspector.inference.detectors.prompt import DEFAULT_MODEL
+    """What a default recipe loads: the graphs of both models whose heads `select`'s
+    candidates run (the prompt heads, and those that confirm the matcher) and the
+    good-part encoder (imported here, not at the top: every CLI command imports this
+    module)."""
+    from inspector.inference.detectors.prompt import CONFIRM_MODEL, DEFAULT_MODEL
     from inspector.inference.runtimes.base import GRAPHS
     from inspector.inference.unknown.features import DEFAULT_ONNX
 
-    model = Path(DEFAULT_MODEL).name
-    return [f"{model}/{g}.onnx" for g in GRAPHS] + [DEFAULT_ONNX.name]
+    models = [Path(m).name for m in (DEFAULT_MODEL, CONFIRM_MODEL)]
+    return [f"{m}/{g}.onnx" for m in models for g in GRAPHS] + [DEFAULT_ONNX.name]
 
 
 def build_commit() -> str | None:

@@ -55,7 +55,8 @@ def test_recipe_lifecycle(tmp_path: Path, dataset: Path, capsys) -> None:
     out = capsys.readouterr().out
     assert "enrolled in" in out
     (chosen,) = [s for s in out.splitlines() if ": detector " in s]
-    assert " kept (held-out box AP50: match " in chosen and ", prompt " in chosen
+    assert " kept (held-out box AP50: match confirmed by prompt-v3 " in chosen
+    assert ", prompt-v2 heads " in chosen and ", prompt-v3 heads " in chosen
     assert main(["recipe", "enroll", str(folder), "--quiet"]) == 0
     out = capsys.readouterr().out
     assert "cache is fresh" in out and chosen in out  # the choice travels in the cache

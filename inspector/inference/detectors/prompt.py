@@ -49,6 +49,10 @@ from inspector.inference.runtimes.base import GRAPHS, graph_paths, write_pinned_
 
 log = logging.getLogger(__name__)
 DEFAULT_MODEL = "engines/prompt-v2"
+# heads trained with made-up products as well (domain randomisation): less sure in
+# domain, but they transfer, so they confirm the matcher on a product never seen
+# (select's first candidate; docs/prompt-matching.md)
+CONFIRM_MODEL = "engines/prompt-v3"
 VERSION = "prompt/2"  # /2: enrolled state names each prompt's class
 
 

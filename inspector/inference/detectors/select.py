@@ -4,8 +4,10 @@ examples when they are held out.
 Why: which detector works depends on the product. On a product the trained prompt heads
 saw in training they are far ahead (MagTile with `prompt-v2`: 40.7 box AP50 against the
 training-free matcher's 23.3); on a product they never saw, which is every customer's,
-they find almost nothing (MagTile 0.2, NEU-DET 1.7) and the matcher is the better one
-(23.3, 12.8). The recipe itself can say which case it is: its prompt examples are
+they find little (MagTile 0.2, NEU-DET 1.7) and the matcher is the better one (23.3,
+12.8), better still when heads trained with made-up products as well (`prompt-v3`)
+confirm it (24.2, 13.1); on some products those heads alone are best (AGDD 12.2 against
+the matcher's 5.3). The recipe itself can say which case it is: its prompt examples are
 labelled defects of this product. So enrolment holds out the images of one example per
 class at a time (`folds`), enrols each candidate on the rest, and runs it on the
 held-out images: box AP50 there (pycocotools, the examples' boxes as ground truth). The
@@ -27,6 +29,7 @@ import hashlib
 import json
 import logging
 import time
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import numpy as np
@@ -41,6 +44,7 @@ from inspector.inference.detectors.base import (
     PromptExample,
     mono,
 )
+from inspector.inference.detectors.prompt import CONFIRM_MODEL, DEFAULT_MODEL
 from inspector.inference.detectors.registry import NestedDetector, detector_class
 
 log = logging.getLogger(__name__)
@@ -53,16 +57,29 @@ class Candidate(NestedDetector):
     kind: Literal["prompt", "match", "consensus"]
 
 
+def confirmed_match(prompt: dict | None = None, match: dict | None = None) -> Candidate:
+    """The matcher ranked by the heads of CONFIRM_MODEL, not adapted
+    (detectors/consensus.py); `prompt` and `match` are more params of each member."""
+    return Candidate(kind="consensus", params={
+        "primary": {"kind": "match", "params": match or {}},
+        "support": {"kind": "prompt", "params": {"model": CONFIRM_MODEL, "adapt": "off",
+                                                 **(prompt or {})}}})
+
+
 class SelectParams(DetectorParams):
     """`detector.params` of `detector.kind: select`."""
 
     # in order of preference: a later candidate replaces the one kept so far only when its
-    # held-out AP50 is more than `margin` times higher. The matcher comes first: on a
-    # product the heads never saw, keeping them by mistake costs almost everything
-    # (MagTile 23 -> 0.2 box AP50), while keeping the matcher where the heads are better
-    # costs about half (40 -> 23)
+    # held-out AP50 is more than `margin` times higher. The matcher comes first, confirmed
+    # by the heads of CONFIRM_MODEL as they are (no adaptation, so choosing costs
+    # seconds): on a product the heads never saw, keeping heads alone by mistake costs
+    # most of it (MagTile 24 -> 0.2 or 7 box AP50), while keeping the matcher where the
+    # heads are better costs about half (40 -> 24). Then the heads of DEFAULT_MODEL, best
+    # where they were trained; then those of CONFIRM_MODEL, which transfer better
+    # (docs/prompt-matching.md, "Heads that transfer, as the matcher's confirmation")
     candidates: Annotated[list[Candidate], Field(min_length=1, max_length=4)] = Field(
-        default_factory=lambda: [Candidate(kind="match"), Candidate(kind="prompt")])
+        default_factory=lambda: [confirmed_match(), Candidate(kind="prompt"),
+                                 Candidate(kind="prompt", params={"model": CONFIRM_MODEL})])
     margin: Annotated[float, Field(ge=1, le=100)] = 1.5
     folds: Annotated[int, Field(ge=2, le=10)] = 4
     # good parts given to each fold's enrolment (the first ones): the choice compares the
@@ -132,9 +149,27 @@ def held_out_ap(det: EncodedDetector, prompts: list[PromptExample],
     return coco_ap50(gt, found, "bbox")["ap50"]
 
 
+def label(c: Candidate) -> str:
+    """What an operator reads for a candidate: its kind, and which model's heads it runs
+    ('prompt-v2 heads', 'match confirmed by prompt-v3'); two candidates of one kind differ
+    by their model."""
+    def heads(params: dict) -> str:
+        return Path(params.get("model", DEFAULT_MODEL)).name
+
+    if c.kind == "prompt":
+        return f"{heads(c.params)} heads"
+    if c.kind == "consensus":
+        primary = c.params.get("primary", {}).get("kind", "match")
+        support = c.params.get("support", {"kind": "prompt"})
+        by = heads(support.get("params", {})) if support.get("kind") == "prompt" else \
+            support.get("kind")
+        return f"{primary} confirmed by {by}"
+    return c.kind
+
+
 def held_out_text(kinds: list[str], scores: list[float | None]) -> str:
-    """'match 17.6 %, prompt 2.0 %': each candidate's held-out box AP50 (n/a: not
-    measured), for logs and reports."""
+    """'match confirmed by prompt-v3 17.6 %, prompt-v2 heads 2.0 %': each candidate's
+    held-out box AP50 (n/a: not measured), for logs and reports."""
     return ", ".join(f"{k} " + ("n/a" if a is None else f"{100 * a:.1f} %")
                      for k, a in zip(kinds, scores, strict=False))
 
@@ -183,33 +218,33 @@ class SelectDetector(EncodedDetector):
         classes = list(dict.fromkeys(ex.cls for ex in prompts))
         folds = fold_of_images(prompts, p.folds)
         t0 = time.perf_counter()
-        kinds = [c.kind for c in p.candidates]
-        scores: list[float | None] = [None] * len(kinds)
-        if folds and len(kinds) > 1:
+        labels = [label(c) for c in p.candidates]
+        scores: list[float | None] = [None] * len(labels)
+        if folds and len(labels) > 1:
             for k, det in enumerate(self.candidates):
                 scores[k] = held_out_ap(det, prompts, normals[: p.fold_normals], folds,
-                                        classes, progress, kinds[k])
+                                        classes, progress, labels[k])
             log.log(logging.INFO if progress else logging.DEBUG,
-                    "select: held-out box AP50 %s", held_out_text(kinds, scores))
+                    "select: held-out box AP50 %s", held_out_text(labels, scores))
         self.chosen = choose(scores, p.margin)
         self.selection = {
-            "chosen": self.chosen, "kind": kinds[self.chosen],
-            "candidates": kinds, "held_out_ap50": scores,
+            "chosen": self.chosen, "kind": p.candidates[self.chosen].kind,
+            "label": labels[self.chosen], "candidates": labels, "held_out_ap50": scores,
             "held_out_images": len(folds),
             "seconds": round(time.perf_counter() - t0, 2),
             "why": (f"held-out box AP50, a later candidate kept only when {p.margin}x "
                     "higher" if any(s is not None for s in scores)
                     else "no example image could be held out: the first candidate"),
         }
-        log.info("select: %s (%s)", kinds[self.chosen], self.selection["why"])
+        log.info("select: %s (%s)", labels[self.chosen], self.selection["why"])
         self.active.enroll(prompts, normals, progress=progress)
 
     def summary(self) -> str:
         """One line for the operator: what was kept and what each candidate scored."""
-        kinds = [c.kind for c in self.params.candidates]
+        labels = [label(c) for c in self.params.candidates]
         rec = self.selection or {}
-        aps = held_out_text(kinds, rec.get("held_out_ap50", []))
-        return (f"{kinds[self.chosen]} kept "
+        aps = held_out_text(labels, rec.get("held_out_ap50", []))
+        return (f"{labels[self.chosen]} kept "
                 f"(held-out box AP50: {aps or 'not measured'}; {rec.get('why', '')})")
 
     def encode(self, image: np.ndarray) -> tuple[Any, ...]:

@@ -55,7 +55,7 @@ def test_version_names_commit_and_model_hashes(tmp_path) -> None:
     assert lines[0] == f"inspector {__version__}"
     assert re.fullmatch(r"commit ([0-9a-f]{40}(-dirty)?|unknown)", lines[1])
     hashes = dict(reversed(line.split()) for line in lines[3:])
-    assert set(hashes) == {"prompt-v2/encoder.onnx", "prompt-v2/prompt.onnx",
-                           "prompt-v2/head.onnx", "lite0-features.onnx"}
+    assert set(hashes) == {f"{m}/{g}.onnx" for m in ("prompt-v2", "prompt-v3")
+                           for g in ("encoder", "prompt", "head")} | {"lite0-features.onnx"}
     for rel, digest in hashes.items():
         assert digest == file_sha256(models_dir() / rel)

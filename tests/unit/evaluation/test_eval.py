@@ -229,10 +229,40 @@ def test_run_eval_of_select_reports_the_choice_and_scores_as_the_chosen_detector
     run_eval(EvalSettings(**common, out=tmp_path / "select", detector="select"))
     r = json.loads((tmp_path / "select" / "report.json").read_text())
     sel = r["per_seed"][0]["selection"]
-    assert r["detector"] == "select" and sel["kind"] in ("match", "prompt")
+    assert r["detector"] == "select" and sel["kind"] in ("consensus", "prompt")
     assert len(sel["held_out_ap50"]) == 2 and sel["held_out_images"] > 0
     md = (tmp_path / "select" / "report.md").read_text()
-    assert f"seed 0: {sel['kind']} (" in md
+    assert f"seed 0: {sel['label']} (" in md and sel["label"].startswith(
+        ("match confirmed by tiny-model0", "tiny-model0 heads"))
     run_eval(EvalSettings(**common, out=tmp_path / "alone", detector=sel["kind"]))
     alone = json.loads((tmp_path / "alone" / "report.json").read_text())
     assert r["per_seed"][0]["box_ap50"] == alone["per_seed"][0]["box_ap50"]
+
+
+def test_the_matcher_is_confirmed_by_the_recipe_default_only_with_the_default_model(
+        tmp_path: Path):
+    """A bare `inspector eval` is the product path: select confirms the matcher with the
+    heads a recipe's default uses (engines/prompt-v3). With any other --model (a
+    leave-one-out cell), that model confirms unless --support-model names another: a
+    confirming model that saw the left-out domain would leak it into the cell."""
+    import argparse
+
+    from inspector.cli.model import DEFAULT_MODEL, _support_model
+    from inspector.evaluation.run import EvalSettings, _detector
+
+    def ns(model, support=None):
+        return argparse.Namespace(model=str(model), support_model=support)
+
+    assert _support_model(ns(DEFAULT_MODEL)) == DEFAULT_MODEL.parent / "prompt-v3"
+    assert _support_model(ns("engines/prompt-v2-no-magtile")) is None
+    assert _support_model(ns("engines/x", "engines/y")) == Path("engines/y")
+    heads_of, other = "engines/prompt-v2-no-magtile", "engines/prompt-v3-no-magtile"
+    for support, want in ((None, heads_of), (Path(other), other)):
+        det = _detector(EvalSettings(data=tmp_path, model=Path(heads_of),
+                                     detector="select", support_model=support))
+        confirm, *heads = det.params.candidates
+        assert confirm.kind == "consensus" and {h.kind for h in heads} == {"prompt"}
+        assert confirm.params["support"]["params"]["model"] == want
+        assert confirm.params["support"]["params"]["adapt"] == "off"
+        # the heads of both models are candidates too, each once
+        assert [h.params["model"] for h in heads] == list(dict.fromkeys([heads_of, want]))

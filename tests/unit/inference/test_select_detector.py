@@ -117,3 +117,15 @@ def test_bad_params_name_the_candidate_and_field():
         SelectDetector({"folds": 1})
     with pytest.raises(ValueError, match=r"detector\.params\.candidates"):
         SelectDetector({"candidates": []})
+
+
+def test_candidates_are_named_by_kind_and_the_model_whose_heads_they_run():
+    """Two candidates of one kind differ by their model: the operator's line and the
+    reports name it, or 'prompt kept' would not say which heads run."""
+    from inspector.inference.detectors.select import Candidate, SelectParams, label
+
+    assert label(Candidate(kind="match")) == "match"
+    assert label(Candidate(kind="prompt", params={"model": "/x/my-model"})) == "my-model heads"
+    assert [label(c) for c in SelectParams().candidates] == [
+        "match confirmed by prompt-v3", "prompt-v2 heads", "prompt-v3 heads"]
+    assert label(Candidate(kind="consensus")) == "match confirmed by prompt-v2"
