@@ -141,8 +141,9 @@ def memory_table(sizes: tuple[int, ...] = (512, 1024, 2048, 4096)) -> None:
                   flush=True)
 
 
-def false_alarms(n: int, seed: int = 9090) -> None:
-    """Verdicts of the demo recipe on `n` new good parts, as the service decides them."""
+def false_alarms(n: int, seed: int = 9090, folder: Path | None = None) -> None:
+    """Verdicts of the demo recipe (or a variant of it in `folder`) on `n` new good parts,
+    as the service decides them."""
     from tqdm import tqdm
 
     from inspector.core.assets import demo_recipe
@@ -151,7 +152,7 @@ def false_alarms(n: int, seed: int = 9090) -> None:
     from inspector.recipes.cache import detector_for, enroll_cached
     from inspector.recipes.recipe import load_recipe
 
-    recipe = load_recipe(demo_recipe())
+    recipe = load_recipe(folder or demo_recipe())
     detector = detector_for(recipe)
     enroll_cached(recipe, detector, progress=True)
     ng = unknown = 0
@@ -163,7 +164,8 @@ def false_alarms(n: int, seed: int = 9090) -> None:
             ng += 1
             unknown += any(r.startswith("unknown:") for r in verdict.reasons)
     ms = 1000 * (time.perf_counter() - t0) / n
-    print(f"\nDemo recipe `{recipe.id}` rev {recipe.rev}, {n} new good parts (seed {seed}, "
+    print(f"\nRecipe `{recipe.id}` rev {recipe.rev} ({folder or 'the demo'}), {n} new good "
+          f"parts (seed {seed}, "
           f"512 x 512), {ms:.0f} ms per part:\n")
     print("| rejected | parts | rate | 95 % interval |\n|---|---:|---:|---|")
     for what, k in (("any reason", ng), ("an unknown defect", unknown)):
@@ -175,6 +177,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--false-alarms", type=int, default=None, metavar="N",
                     help="only the demo recipe's false-alarm rate on N new good parts")
+    ap.add_argument("--recipe", type=Path, default=None,
+                    help="with --false-alarms: a variant of the demo recipe (e.g. another "
+                         "model) instead of the demo itself")
     ap.add_argument("--memory", action="store_true",
                     help="only the peak-memory table (whole frame vs tiles)")
     ap.add_argument("--bank", type=int, default=100_000)
@@ -186,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
         memory_table()
         return 0
     if args.false_alarms:
-        false_alarms(args.false_alarms)
+        false_alarms(args.false_alarms, folder=args.recipe)
         return 0
 
     ex = TokenExtractor()
