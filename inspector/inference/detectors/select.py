@@ -44,8 +44,12 @@ from inspector.inference.detectors.base import (
     PromptExample,
     mono,
 )
-from inspector.inference.detectors.prompt import CONFIRM_MODEL, DEFAULT_MODEL
-from inspector.inference.detectors.registry import NestedDetector, detector_class
+from inspector.inference.detectors.prompt import CONFIRM_MODEL
+from inspector.inference.detectors.registry import (
+    NestedDetector,
+    detector_class,
+    params_model,
+)
 
 log = logging.getLogger(__name__)
 VERSION = "select/1"
@@ -152,19 +156,17 @@ def held_out_ap(det: EncodedDetector, prompts: list[PromptExample],
 def label(c: Candidate) -> str:
     """What an operator reads for a candidate: its kind, and which model's heads it runs
     ('prompt-v2 heads', 'match confirmed by prompt-v3'); two candidates of one kind differ
-    by their model."""
-    def heads(params: dict) -> str:
-        return Path(params.get("model", DEFAULT_MODEL)).name
+    by their model. Read from the parsed params, so each kind's defaults apply."""
+    def name(kind: str, params: dict) -> str:
+        if kind == "prompt":
+            return f"{Path(params_model(kind).parse(params).model).name} heads"
+        return kind
 
-    if c.kind == "prompt":
-        return f"{heads(c.params)} heads"
     if c.kind == "consensus":
-        primary = c.params.get("primary", {}).get("kind", "match")
-        support = c.params.get("support", {"kind": "prompt"})
-        by = heads(support.get("params", {})) if support.get("kind") == "prompt" else \
-            support.get("kind")
-        return f"{primary} confirmed by {by}"
-    return c.kind
+        p = params_model(c.kind).parse(c.params)
+        by = name(p.support.kind, p.support.params).removesuffix(" heads")
+        return f"{p.primary.kind} confirmed by {by}"
+    return name(c.kind, c.params)
 
 
 def held_out_text(kinds: list[str], scores: list[float | None]) -> str:
