@@ -26,12 +26,20 @@ tokens of the recipe. It is off by default because it measured worse (MagTile 12
 AP50 with it, 19.9 without; docs/prompt-matching.md). No torch and no trained weights.
 The correlation itself is ncc.py's: the frame's spectrum once, each template's product
 with it, large templates at half or quarter resolution (`coarse_side`).
+
+Every image (prompt image, good part, frame) whose longer side exceeds `max_side` is
+matched shrunk to it, and its detections are mapped back: a correlation costs with the
+frame's pixels times the template variants, so a 2048 x 2048 frame took about 15 s at full
+size (BENCHMARKS.md). The factor depends on the image alone (a camera's frames and its
+prompt images share a size, so they shrink alike), which keeps `encode` independent of
+the enrolment.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import replace
 from typing import Annotated, Literal
 
 import cv2
@@ -54,7 +62,7 @@ from inspector.inference.unknown.anomaly import anomaly_map, to_score
 from inspector.inference.unknown.bank import NearestNeighbours, greedy_coreset
 from inspector.inference.unknown.features import FeatureParams, TokenExtractor, token_spans
 
-VERSION = "match/3"  # 3: FFT correlation, coarse levels, class check
+VERSION = "match/4"  # 3: FFT correlation, coarse levels, class check; 4: max_side
 
 
 class MatchParams(DetectorParams):
@@ -88,9 +96,49 @@ class MatchParams(DetectorParams):
     # its class's prompt regions than the other classes' (region_class.py); 0: off.
     class_power: Annotated[float, Field(ge=0, le=4)] = 0.5
     class_tau: Annotated[float, Field(gt=0, le=1)] = 0.05
+    # longer side (px) at which images are matched; larger ones are shrunk to it (None:
+    # native size). 640: the largest frames measured (docs/prompt-matching.md) keep theirs.
+    max_side: Annotated[int, Field(ge=64, le=8192)] | None = 640
 
 
 MAX_LEVEL = 2  # the coarsest correlation is at a quarter of the frame's resolution
+
+
+def working_size(img: np.ndarray, max_side: int | None) -> tuple[np.ndarray, float]:
+    """The image shrunk so that its longer side is at most `max_side` (area averaging),
+    and the factor applied (1.0: unchanged)."""
+    if max_side is None or max(img.shape[:2]) <= max_side:
+        return img, 1.0
+    f = max_side / max(img.shape[:2])
+    h, w = (max(3, round(n * f)) for n in img.shape[:2])
+    return cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA), f
+
+
+def shrink_example(img: np.ndarray, ex: PromptExample, f: float
+                   ) -> tuple[tuple[float, ...], np.ndarray | None]:
+    """The example's box and mask in its image shrunk by `f` (`img`: that image)."""
+    if f == 1.0:
+        return ex.bbox, ex.mask
+    box = tuple(v * f for v in ex.bbox)
+    mask = ex.mask
+    if mask is not None and mask.shape[:2] != img.shape[:2]:
+        mask = cv2.resize(mask.astype(np.float32), (img.shape[1], img.shape[0]),
+                          interpolation=cv2.INTER_AREA) > 0  # any share: thin cracks stay
+    return box, mask
+
+
+def grow(d: Detection, f: float, hw: tuple[int, int]) -> Detection:
+    """A detection of the shrunk frame (factor `f`) in the pixels of the frame itself."""
+    if f == 1.0:
+        return d
+    x, y, w, h = (v / f for v in d.bbox)
+    w, h = min(w, hw[1] - x), min(h, hw[0] - y)
+    mask = d.mask
+    if mask is not None:
+        size = (max(1, int(round(w))), max(1, int(round(h))))
+        mask = cv2.resize(mask.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST) > 0
+    return replace(d, bbox=(x, y, w, h), mask=mask,
+                   area_px=float(mask.sum()) if mask is not None else w * h)
 
 
 def pyramid(frame: np.ndarray, levels: int) -> list[np.ndarray]:
@@ -164,7 +212,9 @@ class MatchDetector(EncodedDetector):
             by_image.setdefault(id(ex.image), []).append(ex)
         regions: list[tuple[np.ndarray, float, tuple[float, ...], str]] = []
         for group in tqdm(by_image.values(), "match: prompt images", disable=not progress):
-            img = mono(group[0].image)
+            img, f_img = working_size(mono(group[0].image), p.max_side)
+            group = [replace(ex, image=img, bbox=box, mask=mask) for ex in group
+                     for box, mask in [shrink_example(img, ex, f_img)]]
             boxes = [ex.bbox for ex in group]
             surfaces.append((img, boxes))
             if p.anomaly_power > 0 or p.class_power > 0:
@@ -183,7 +233,7 @@ class MatchDetector(EncodedDetector):
                 t_cls.append(ex.cls)
                 t_ids.append(ex.prompt_id)
         for im in tqdm(normals, "match: good parts", disable=not progress):
-            im = mono(im)
+            im = working_size(mono(im), p.max_side)[0]
             surfaces.append((im, []))
             if p.anomaly_power > 0:
                 g = self.extractor.grid(im)
@@ -357,14 +407,15 @@ class MatchDetector(EncodedDetector):
         self.region.set(state["class_protos"], [str(c) for c in state["class_proto_classes"]])
 
     # -- detection ---------------------------------------------------------------
-    def encode(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        """The frame (mono) and its token grid (None when neither the anomaly cue nor the
-        class check needs it): neither depends on the enrolment, so evaluation encodes each
-        test image once for all prompt seeds."""
-        img = mono(image)
+    def encode(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, float]:
+        """The frame (mono, at most `max_side`), its token grid (None when neither the
+        anomaly cue nor the class check needs it) and the factor it was shrunk by: none
+        depends on the enrolment, so evaluation encodes each test image once for all
+        prompt seeds."""
         p = self.params
+        img, f = working_size(mono(image), p.max_side)
         return img, (self.extractor.grid(img) if p.anomaly_power > 0 or p.class_power > 0
-                     else None)
+                     else None), f
 
     def anomaly(self, img: np.ndarray, grid: np.ndarray) -> np.ndarray:
         """Per-pixel distance of the frame's tokens to the nearest defect-free token."""
@@ -374,11 +425,11 @@ class MatchDetector(EncodedDetector):
         return anomaly_map(d, img.shape, self.extractor.scale(img.shape),
                            self.params.blur_sigma)
 
-    def detect_tokens(self, encoded: tuple[np.ndarray, np.ndarray | None],
+    def detect_tokens(self, encoded: tuple[np.ndarray, np.ndarray | None, float],
                       hw: tuple[int, int]) -> list[Detection]:
-        """Detections of a frame `encode` returned (`hw`: its shape, unused here)."""
+        """Detections of a frame `encode` returned (`hw`: its shape)."""
         p = self.params
-        img, grid = encoded
+        img, grid, shrunk = encoded
         amap = self.anomaly(img, grid) if grid is not None and p.anomaly_power > 0 else None
         levels = [FrameCorrelator(f) for f in pyramid(img.astype(np.float32), MAX_LEVEL)]
         used = [min(len(ladder), len(levels)) - 1 for ladder in self._ladders]
@@ -397,7 +448,7 @@ class MatchDetector(EncodedDetector):
             if not items:
                 continue
             b = np.array([[x, y, x + w, y + h] for _, (x, y, w, h), _, _ in items], np.float64)
-            keep = nms(b, np.array([it[0] for it in items]), p.nms_iou)[: p.max_per_class]
+            keep = nms(b, np.array([it[0] for it in items]), p.nms_iou, p.max_per_class)
             for i in keep:
                 s, (x, y, w, h), pid, mask = items[i]
                 dets.append(Detection(cls=cls, score=s, bbox=(float(x), float(y), float(w),
@@ -410,7 +461,7 @@ class MatchDetector(EncodedDetector):
             for d, q in zip(dets, probs.tolist(), strict=True):
                 d.score *= q ** p.class_power
         dets.sort(key=lambda d: -d.score)
-        return dets
+        return [grow(d, shrunk, hw) for d in dets]
 
     def _peaks(self, levels: list[FrameCorrelator], amap: np.ndarray | None, k: int, bg: float
                ) -> tuple[str, list[tuple[float, tuple[int, int, int, int], str, np.ndarray]]]:

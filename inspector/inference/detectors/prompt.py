@@ -100,12 +100,15 @@ def region_area(mask: np.ndarray | None, w: float, h: float, cell_px: float) -> 
     return max(area, float(np.pi / 4 * w * h)) if area < cell_px else area
 
 
-def nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> list[int]:
-    """Greedy non-maximum suppression; boxes (n, 4) x1 y1 x2 y2; indices kept, best first."""
+def nms(boxes: np.ndarray, scores: np.ndarray, iou: float, limit: int | None = None
+        ) -> list[int]:
+    """Greedy non-maximum suppression; boxes (n, 4) x1 y1 x2 y2; indices kept, best first.
+    `limit`: stop once that many are kept (the same first ones; the matcher keeps 50 of
+    hundreds of peaks, and the loop is most of its suppression time)."""
     order = np.argsort(-scores, kind="stable")
     keep: list[int] = []
     area = np.clip(boxes[:, 2] - boxes[:, 0], 0, None) * np.clip(boxes[:, 3] - boxes[:, 1], 0, None)
-    while len(order):
+    while len(order) and (limit is None or len(keep) < limit):
         i = int(order[0])
         keep.append(i)
         rest = order[1:]

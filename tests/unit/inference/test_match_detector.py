@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
+import cv2
 import numpy as np
 import pytest
 
@@ -51,6 +54,48 @@ def test_a_good_part_scores_below_a_defective_one(enrolled: MatchDetector):
         render_part(frame_rng(33, i), SIZE, SIZE, defects=["pit"])[0]) if d.cls == "pit"),
         default=0.0) for i in range(4)]
     assert np.median(bad) > np.median(clean), (bad, clean)
+
+
+def twice(image: np.ndarray) -> np.ndarray:
+    """The image at twice its size: a camera with twice the resolution."""
+    return cv2.resize(image, (image.shape[1] * 2, image.shape[0] * 2),
+                      interpolation=cv2.INTER_LINEAR)
+
+
+def test_large_frames_are_matched_shrunk_and_answered_in_their_own_pixels(
+        enrolled: MatchDetector):
+    """Frames above `max_side` (a camera with twice the resolution) are correlated shrunk
+    to it, and the detections come back in the frame's own pixels, masks the size of
+    their boxes."""
+    prompts = [replace(ex, image=twice(ex.image), bbox=tuple(2 * v for v in ex.bbox),
+                       mask=None if ex.mask is None else twice(ex.mask.astype(np.uint8)) > 0)
+               for ex in synthetic_prompts(31, ("pit", "scratch"), SIZE)]
+    shrunk = MatchDetector({"orientations": 8, "max_side": SIZE})
+    shrunk.enroll(prompts, [twice(good_part(frame_rng(32, i), SIZE, SIZE)) for i in range(3)])
+    # the templates are about the size of those of the same parts at SIZE
+    assert sorted(t.shape for t in shrunk.templates) == sorted(t.shape
+                                                                for t in enrolled.templates)
+    assert shrunk.model_sha256 != enrolled.model_sha256
+    found = 0
+    for i in range(4):
+        frame, truths = render_part(frame_rng(33, i), SIZE, SIZE, defects=["pit"])
+        dets = shrunk.detect(twice(frame))
+        assert dets
+        for d in dets:
+            x, y, w, h = d.bbox
+            assert 0 <= x and 0 <= y and x + w <= 2 * SIZE + 1e-6 and y + h <= 2 * SIZE + 1e-6
+            assert d.mask is not None and d.mask.shape == (round(h), round(w))
+            assert d.area_px == d.mask.sum()
+        truth = tuple(2 * v for v in truths[0].bbox)
+        pits = [d for d in dets if d.cls == "pit"][:3]  # dets are sorted by score
+        found += any(box_iou(d.bbox, truth) >= 0.3 for d in pits)
+    assert found >= 3, f"one of the 3 best pit detections was the pit on {found} of 4 parts"
+    # a frame within max_side is matched as it is: the same detections as without a cap
+    frame = render_part(frame_rng(35, 1), SIZE, SIZE, defects=["scratch"])[0]
+    uncapped = MatchDetector({"orientations": 8, "max_side": None})
+    uncapped.load_enrolled_state(enrolled.enrolled_state())
+    assert [(d.cls, d.bbox, round(d.score, 6)) for d in uncapped.detect(frame)] == [
+        (d.cls, d.bbox, round(d.score, 6)) for d in enrolled.detect(frame)]
 
 
 def test_enrolled_state_restores_the_same_detections(enrolled: MatchDetector):

@@ -92,6 +92,17 @@ def test_nms_keeps_the_best_of_overlapping_boxes():
     assert nms(boxes, scores, 0.9) == [1, 0, 2]
 
 
+def test_nms_limit_keeps_the_same_first_boxes():
+    rng = np.random.default_rng(0)
+    xy = rng.uniform(0, 200, (300, 2))
+    boxes = np.concatenate([xy, xy + rng.uniform(5, 40, (300, 2))], 1)
+    scores = rng.uniform(0, 1, 300)
+    full = nms(boxes, scores, 0.5)
+    assert len(full) > 20
+    assert nms(boxes, scores, 0.5, 20) == full[:20]
+    assert nms(boxes, scores, 0.5, 1000) == full
+
+
 def test_mask_of_a_faint_query_is_its_peak_not_one_pixel(model):
     """All mask logits below 0 inside the box: the pixels within one logit of the peak."""
     folder, size = model
