@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -143,7 +145,12 @@ class FeatureCache:
             meta = json.loads(str(arrays.pop("meta")))
             return cls(arrays, meta)
         cache = cls.build(sources, size, progress)
-        tmp = file.with_suffix(".tmp.npz")
+        # a file of its own: two trainings that build the same cache at once (leave-one-out
+        # runs side by side; the cache holds every source) each write a whole file and the
+        # last rename wins, where a shared name lost one run its file to the other's rename
+        fd, name = tempfile.mkstemp(".tmp.npz", file.stem + ".", folder)
+        os.close(fd)
+        tmp = Path(name)
         np.savez(tmp, meta=np.array(json.dumps(cache.meta)), **cache.a)
         tmp.replace(file)
         return cache

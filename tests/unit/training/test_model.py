@@ -126,6 +126,37 @@ def test_training_smoke_run_improves_validation_loss(tmp_path: Path):
     assert record["val_after"]["loss"] < 0.8 * record["val_before"]["loss"]
 
 
+def test_two_builds_of_one_cache_at_once_both_succeed(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch):
+    """Leave-one-out trainings side by side build the same cache (it holds every source):
+    each must end with the cache, and no half-written file stays behind. The two writes
+    are made to finish before either rename, the interleaving that lost a run its file."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from inspector.training import episodes
+    from inspector.training.episodes import FeatureCache, Source
+
+    both_written = threading.Barrier(2, timeout=60)
+    savez = np.savez
+
+    def savez_then_wait(*args, **kwargs) -> None:
+        savez(*args, **kwargs)
+        both_written.wait()
+
+    monkeypatch.setattr(episodes.np, "savez", savez_then_wait)
+
+    def build(_: int) -> FeatureCache:
+        return FeatureCache.load_or_build([Source("synthetic", "synthetic", n=4, seed=5)], 96,
+                                          tmp_path, progress=False)
+
+    with ThreadPoolExecutor(2) as ex:
+        a, b = ex.map(build, range(2))
+    assert np.array_equal(a.a["inst_box"], b.a["inst_box"])
+    assert [p.name for p in tmp_path.iterdir()] == [
+        f"features-{FeatureCache.key([Source('synthetic', 'synthetic', n=4, seed=5)], 96)}.npz"]
+
+
 def test_contrast_maps_light_up_the_odd_token_and_ignore_scale():
     from inspector.training.prompt_net import contrast_maps
 
