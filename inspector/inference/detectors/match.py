@@ -120,10 +120,10 @@ def shrink_example(img: np.ndarray, ex: PromptExample, f: float
     if f == 1.0:
         return ex.bbox, ex.mask
     box = tuple(v * f for v in ex.bbox)
-    mask = ex.mask
-    if mask is not None and mask.shape[:2] != img.shape[:2]:
-        mask = cv2.resize(mask.astype(np.float32), (img.shape[1], img.shape[0]),
-                          interpolation=cv2.INTER_AREA) > 0  # any share: thin cracks stay
+    if ex.mask is None or ex.mask.shape[:2] != ex.image.shape[:2]:
+        return box, None  # a mask not of its image: the box serves, as unshrunk
+    mask = cv2.resize(ex.mask.astype(np.float32), (img.shape[1], img.shape[0]),
+                      interpolation=cv2.INTER_AREA) > 0  # any share: thin cracks stay
     return box, mask
 
 
