@@ -111,6 +111,11 @@ class Encoder:
         check_pin(path, self.sha256)
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads or min(4, os.cpu_count() or 1)
+        # Workers that spin after a run take the core from the threads beside it (the
+        # prompt detector, the matcher's correlations, faiss): without spinning the demo
+        # service reached the reject gate in 89-98 ms instead of 121-125, at 35 % CPU
+        # instead of 48 % (`inspector bench --rate 2`, BENCHMARKS.md)
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider")
                      if p in ort.get_available_providers()]
         self.session = ort.InferenceSession(data, opts, providers=providers)

@@ -304,6 +304,16 @@ def test_onnx_encoder_matches_the_torch_backbone():
     assert DEFAULT_ONNX.stat().st_size < 15e6
 
 
+def test_encoder_workers_do_not_spin_between_frames():
+    """The shared encoder's idle workers must not spin: they took the core from the prompt
+    detector and the matcher beside it (BENCHMARKS.md, reject gate 121 -> 89-98 ms)."""
+    from inspector.inference.unknown.features import Encoder
+
+    opts = Encoder(DEFAULT_ONNX, threads=2).session.get_session_options()
+    assert opts.intra_op_num_threads == 2
+    assert opts.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+
+
 def test_state_roundtrips_through_npz_without_pickle():
     normals = [good_part(frame_rng(33, i), 64, 64) for i in range(6)]
     a = UnknownBranch({"proj_dim": 16}, target_rate=0.05)
