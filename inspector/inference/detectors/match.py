@@ -30,9 +30,9 @@ with it, large templates at half or quarter resolution (`coarse_side`).
 Every image (prompt image, good part, frame) whose longer side exceeds `max_side` is
 matched shrunk to it, and its detections are mapped back: a correlation costs with the
 frame's pixels times the template variants: a 2048 x 2048 frame took 1.6 s at full size,
-0.24 s shrunk (confirmed by the heads; BENCHMARKS.md). The factor depends on the image alone (a camera's frames and its
-prompt images share a size, so they shrink alike), which keeps `encode` independent of
-the enrolment.
+0.24 s shrunk (confirmed by the heads; BENCHMARKS.md). The factor depends on the image
+alone (a camera's frames and its prompt images share a size, so they shrink alike), which
+keeps `encode` independent of the enrolment.
 """
 
 from __future__ import annotations
