@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +19,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from inspector.core.atomic import write_atomic
 from inspector.core.coco import decode_segmentation
 from inspector.inference.detectors.prompt_inputs import (
     STRIDE,
@@ -145,14 +144,11 @@ class FeatureCache:
             meta = json.loads(str(arrays.pop("meta")))
             return cls(arrays, meta)
         cache = cls.build(sources, size, progress)
-        # a file of its own: two trainings that build the same cache at once (leave-one-out
-        # runs side by side; the cache holds every source) each write a whole file and the
-        # last rename wins, where a shared name lost one run its file to the other's rename
-        fd, name = tempfile.mkstemp(".tmp.npz", file.stem + ".", folder)
-        os.close(fd)
-        tmp = Path(name)
-        np.savez(tmp, meta=np.array(json.dumps(cache.meta)), **cache.a)
-        tmp.replace(file)
+        # a temporary file of its own (write_atomic): two trainings that build the same
+        # cache at once (leave-one-out runs side by side; the cache holds every source) each
+        # write a whole file and the last rename wins
+        write_atomic(file, lambda f: np.savez(f, meta=np.array(json.dumps(cache.meta)),
+                                              **cache.a))
         return cache
 
     @classmethod

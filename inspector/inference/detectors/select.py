@@ -157,16 +157,15 @@ def label(c: Candidate) -> str:
     """What an operator reads for a candidate: its kind, and which model's heads it runs
     ('prompt-v2 heads', 'match confirmed by prompt-v3'); two candidates of one kind differ
     by their model. Read from the parsed params, so each kind's defaults apply."""
-    def name(kind: str, params: dict) -> str:
+    def name(kind: str, params: dict) -> str:  # a prompt detector by its model's name
         if kind == "prompt":
-            return f"{Path(params_model(kind).parse(params).model).name} heads"
+            return Path(params_model(kind).parse(params).model).name
         return kind
 
     if c.kind == "consensus":
         p = params_model(c.kind).parse(c.params)
-        by = name(p.support.kind, p.support.params).removesuffix(" heads")
-        return f"{p.primary.kind} confirmed by {by}"
-    return name(c.kind, c.params)
+        return f"{p.primary.kind} confirmed by {name(p.support.kind, p.support.params)}"
+    return f"{name(c.kind, c.params)} heads" if c.kind == "prompt" else c.kind
 
 
 def held_out_text(kinds: list[str], scores: list[float | None]) -> str:
