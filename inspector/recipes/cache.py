@@ -5,7 +5,9 @@ and loaded with allow_pickle=False), `<recipe>/cache/enrolled.json` says what th
 built from: the detector kind, the model's sha256 before enrolment (code, params,
 weights), the recipe's content hash (which excludes cache/) and the npz file's own
 sha256. Any mismatch, a missing or unreadable file, or a state the detector refuses
-makes the cache stale: it is rebuilt by enrolling again, never used. Both files are
+makes the cache stale: it is rebuilt by enrolling again, never used. So is a
+provisional cache (an adaptation stopped by its time cap on a busy machine) at the next
+load after the one it was written for. Both files are
 written to a temporary name and renamed, the meta last, so a reader never sees a
 half-written cache; a read-only recipe folder just goes without a cache.
 
@@ -91,8 +93,13 @@ def expected_key(recipe: Recipe, detector: Detector) -> dict:
             "recipe_sha256": recipe.sha256}
 
 
-def _read_meta(recipe: Recipe, detector: Detector) -> tuple[dict, str]:
-    """The cache's meta and an empty string if it fits, else ({}, why not)."""
+def _read_meta(recipe: Recipe, detector: Detector, provisional_ok: bool = False
+               ) -> tuple[dict, str]:
+    """The cache's meta and an empty string if it fits, else ({}, why not).
+
+    A provisional cache (Detector.provisional: its enrolment was cut short) fits only when
+    `provisional_ok`: right after the enrolment that wrote it, never at a later one.
+    """
     state_file, meta_file = cache_paths(recipe)
     try:
         meta = json.loads(meta_file.read_text(encoding="utf-8"))
@@ -110,6 +117,8 @@ def _read_meta(recipe: Recipe, detector: Detector) -> tuple[dict, str]:
     why = verify(meta)
     if why:
         return {}, why
+    if meta.get("provisional") and not provisional_ok:
+        return {}, "provisional: its adaptation stopped at the time cap"
     return meta, ""
 
 
@@ -118,12 +127,12 @@ def check(recipe: Recipe, detector: Detector) -> str:
     return _read_meta(recipe, detector)[1]
 
 
-def load(recipe: Recipe, detector: Detector) -> str:
+def load(recipe: Recipe, detector: Detector, provisional_ok: bool = False) -> str:
     """Restore `detector` from the cache; empty string on success, else why not.
 
     On failure the detector may be partly restored: enrol it again (enroll_cached does).
     """
-    meta, why = _read_meta(recipe, detector)
+    meta, why = _read_meta(recipe, detector, provisional_ok)
     if why:
         return why
     state_file = cache_paths(recipe)[0]
@@ -155,6 +164,7 @@ def save(recipe: Recipe, detector: Detector, key: dict) -> Path | None:
         "recipe": {"id": recipe.id, "rev": recipe.rev},
         "enrolled_model_sha256": detector.model_sha256,
         "state_sha256": _file_sha256(state_file),
+        "provisional": detector.provisional,
         "arrays": {k: {"dtype": str(v.dtype), "shape": list(v.shape)} for k, v in state.items()},
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
@@ -184,6 +194,10 @@ def enroll_cached(
     t0 = time.monotonic()
     detector.enroll(load_prompts(recipe), load_normals(recipe), progress=progress)
     seconds = time.monotonic() - t0
+    if detector.provisional:
+        log.warning("recipe %s rev %s: the adaptation stopped at its time cap "
+                    "(detector.params.adapt_max_seconds); inspecting with it now, and "
+                    "enrolling again at the next load", recipe.id, recipe.rev)
     if content_hash(recipe.folder) != recipe.sha256:
         raise RecipeChanged(f"{recipe.folder}: recipe files changed while enrolling; "
                             "load it again")
@@ -256,7 +270,8 @@ def enroll_isolated(recipe: Recipe, detector: Detector, timeout: float | None = 
         lines = [s for s in proc.stderr.splitlines() if s.strip()] or ["enrolment failed"]
         raise InvalidFile(recipe.folder, lines) if proc.returncode == 2 else ValueError(
             "\n".join(lines))
-    after = load(recipe, detector) if proc.returncode == 0 else "child wrote no cache"
+    after = (load(recipe, detector, provisional_ok=True) if proc.returncode == 0
+             else "child wrote no cache")
     if after:  # the child could not help: enrol here
         log.warning("recipe %s: enrolling in this process (%s; child exit %s: %s)", recipe.id,
                     after, proc.returncode, proc.stderr.strip()[-300:])

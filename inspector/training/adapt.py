@@ -14,7 +14,8 @@ writes a complete adapted model folder, content-addressed by the model's graphs,
 recipe's examples and good parts and the settings, so the same recipe is adapted once.
 
 Bounded (`AdaptConfig.steps`, with `max_seconds` as a safety cap) and deterministic for
-a seed and a thread count while the cap is not hit. Needs the train extra (torch); the
+a seed and a thread count while the cap is not hit (an adaptation that hit it is done
+again at the next enrolment, see `adapt_model`). Needs the train extra (torch); the
 detector uses it only when asked to (`detector.params.adapt`).
 """
 
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import shutil
 import time
 from collections.abc import Callable
@@ -36,6 +38,8 @@ from inspector.inference.detectors.prompt_inputs import resize_mask, resize_squa
 from inspector.training.episodes import Instance, Sample
 
 ADAPT_VERSION = 2  # /2: tokens from the encoder graph (ONNX Runtime)
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -289,7 +293,9 @@ def recipe_key(model_dir: Path, prompts: list[PromptExample], normals: list[np.n
     h = hashlib.sha256(f"adapt/{ADAPT_VERSION}".encode())
     for name in ("weights.pt", "manifest.json"):
         h.update(hashlib.sha256((model_dir / name).read_bytes()).digest())
-    h.update(json.dumps(asdict(cfg), sort_keys=True).encode())
+    # max_seconds is a safety cap, not content: a capped adaptation is redone (adapt_model)
+    h.update(json.dumps({k: v for k, v in asdict(cfg).items() if k != "max_seconds"},
+                        sort_keys=True).encode())
     for p in prompts:
         h.update(f"{p.prompt_id}\0{p.cls}\0{tuple(p.bbox)}".encode())
         h.update(np.ascontiguousarray(p.image).tobytes())
@@ -302,8 +308,12 @@ def recipe_key(model_dir: Path, prompts: list[PromptExample], normals: list[np.n
 
 def adapt_model(model_dir: Path, prompts: list[PromptExample], normals: list[np.ndarray],
                 cfg: AdaptConfig, out_root: Path, progress: bool = False) -> tuple[Path, dict]:
-    """An adapted model folder for this recipe under `out_root` (reused when it exists):
-    the base encoder.onnx, adapted prompt.onnx and head.onnx, weights.pt, adapt.json."""
+    """An adapted model folder for this recipe under `out_root`: the base encoder.onnx,
+    adapted prompt.onnx and head.onnx, weights.pt, adapt.json.
+
+    A folder that exists is reused, unless its adaptation stopped at the time cap (a busy
+    machine): that one served its enrolment, but is not what the recipe asks for and would
+    differ from machine to machine, so the next enrolment adapts again."""
     from inspector.inference.runtimes.base import write_pinned_manifest
     from inspector.training.export import export
     from inspector.training.train import load_net
@@ -313,7 +323,11 @@ def adapt_model(model_dir: Path, prompts: list[PromptExample], normals: list[np.
         raise FileNotFoundError(f"{model_dir}: no weights.pt, so nothing to adapt")
     out = Path(out_root) / recipe_key(model_dir, prompts, normals, cfg)
     if (out / "adapt.json").is_file():
-        return out, json.loads((out / "adapt.json").read_text(encoding="utf-8"))
+        kept = json.loads((out / "adapt.json").read_text(encoding="utf-8"))
+        if not kept.get("capped_by_time"):
+            return out, kept
+        log.info("%s: its adaptation stopped at the time cap after %s of %s steps; adapting "
+                 "again", out, kept.get("steps_done"), cfg.steps)
     t0 = time.monotonic()
     net = load_net(model_dir)
     samples = synthesize(prompts, normals, cfg)

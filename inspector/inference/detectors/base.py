@@ -114,6 +114,13 @@ class Detector(ABC):
         child-process enrolment of a switch); detectors that can say so."""
         return False
 
+    @property
+    def provisional(self) -> bool:
+        """True when the last enrolment was cut short (an adaptation stopped by its time
+        cap): fit to inspect with now, but a recipe cache of it is enrolled again next time,
+        so a busy moment does not fix a lesser enrolment for good."""
+        return False
+
     def enrolled_state(self) -> dict[str, np.ndarray] | None:
         """Arrays that fully describe the enrolment (prototypes, normal bank), so that a
         recipe cache (.npz, no pickle) can restore it; None if not cacheable."""

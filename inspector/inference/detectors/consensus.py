@@ -122,6 +122,10 @@ class ConsensusDetector(EncodedDetector):
         return {**{PRIMARY + k: v for k, v in a.items()},
                 **{SUPPORT + k: v for k, v in b.items()}}
 
+    @property
+    def provisional(self) -> bool:
+        return self.primary.provisional or self.support.provisional
+
     def load_enrolled_state(self, state: dict[str, np.ndarray]) -> None:
         """Restore enrolled_state(); ValueError when a member's part is missing."""
         parts = [{k[len(pre):]: v for k, v in state.items() if k.startswith(pre)}

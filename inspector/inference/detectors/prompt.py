@@ -75,6 +75,9 @@ class PromptParams(DetectorParams):
     adapt_images: Annotated[int, Field(ge=1, le=1000)] = 160  # synthetic pasted images
     adapt_seed: int = 0
     adapt_threads: Annotated[int, Field(ge=1, le=64)] = 2
+    # the fine-tuning stops here on a slow or busy machine; such an enrolment is used, but
+    # marked provisional: the recipe cache and the adapted folder are redone next time
+    adapt_max_seconds: Annotated[float, Field(gt=0, le=3600)] = 150.0
     # fit each class's box size to its examples at enrolment: the head runs on the prompt
     # images, and the query that best covers each example says how much too large or
     # small this product's boxes come out (a model's box sizes do not carry over to a
@@ -190,7 +193,8 @@ class PromptDetector(EncodedDetector):
 
         p = self.params
         cfg = AdaptConfig(seed=p.adapt_seed, size=p.size, steps=p.adapt_steps,
-                          images=p.adapt_images, threads=p.adapt_threads)
+                          images=p.adapt_images, threads=p.adapt_threads,
+                          max_seconds=p.adapt_max_seconds)
         folder, self.adapt_record = adapt_model(self.model_dir, prompts, normals, cfg,
                                                 self._adapt_root(), progress)
         self._adapted = {g: (folder / f"{g}.onnx").read_bytes() for g in ("prompt", "head")}
@@ -315,7 +319,14 @@ class PromptDetector(EncodedDetector):
                  "prompt_classes": np.array(self.prompt_classes, dtype=str)}
         for g, data in self._adapted.items():
             state[f"adapted_{g}"] = np.frombuffer(data, np.uint8)
+        if self.adapt_record is not None:
+            state["adapt_record"] = np.frombuffer(json.dumps(self.adapt_record).encode(), np.uint8)
         return state
+
+    @property
+    def provisional(self) -> bool:
+        """True when the adaptation stopped at its time cap (adapt_max_seconds)."""
+        return bool((self.adapt_record or {}).get("capped_by_time"))
 
     def load_enrolled_state(self, state: dict[str, np.ndarray]) -> None:
         protos = np.asarray(state["prototypes"], np.float32)
@@ -338,7 +349,10 @@ class PromptDetector(EncodedDetector):
         if gain.shape != (len(classes), 2):
             raise ValueError(f"enrolled state: box_gain of shape {gain.shape} for "
                              f"{len(classes)} classes")
+        raw = state.get("adapt_record")
+        record = json.loads(bytes(np.asarray(raw, np.uint8)).decode()) if raw is not None else None
         self.protos, self.classes, self.sizes, self.box_gain = protos, classes, sizes, gain
+        self.adapt_record = record
         self.embeddings = np.asarray(state.get("embeddings", np.zeros((0, 0))), np.float32)
         self.prompt_ids = [str(p) for p in state.get("prompt_ids", [])]
         self.prompt_classes = [str(c) for c in state.get("prompt_classes", [])]

@@ -269,6 +269,11 @@ class SelectDetector(EncodedDetector):
                 "select/chosen": np.array([self.chosen]),
                 "select/record": np.frombuffer(record.encode(), np.uint8)}
 
+    @property
+    def provisional(self) -> bool:
+        """Any candidate's: a cut-short enrolment may have swayed the choice too."""
+        return any(c.provisional for c in self.candidates)
+
     def load_enrolled_state(self, state: dict[str, np.ndarray]) -> None:
         """Restore enrolled_state(); ValueError when the choice or its state is missing."""
         if "select/chosen" not in state:

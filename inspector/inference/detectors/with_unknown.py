@@ -111,6 +111,10 @@ class WithUnknown(Detector):
     def cacheable(self) -> bool:
         return self.inner.cacheable
 
+    @property
+    def provisional(self) -> bool:
+        return self.inner.provisional
+
     def load_enrolled_state(self, state: dict[str, np.ndarray]) -> None:
         """Restore enrolled_state(); ValueError (changing nothing) if it does not fit."""
         if "unknown_active" not in state:

@@ -148,3 +148,33 @@ def test_switch_enrolment_runs_in_a_child_process(recipe_dir: Path, tmp_path: Pa
     bad = load_recipe(recipe_dir)
     with pytest.raises(InvalidFile, match="good_02.png: not a readable image"):
         enroll_isolated(bad, detector_for(bad))
+
+
+def test_an_enrolment_cut_short_is_cached_for_its_switch_only(recipe_dir: Path,
+                                                              tmp_path_factory) -> None:
+    """A prompt detector whose adaptation hits its time cap: the switch's child writes a
+    provisional cache that this process loads; the next load enrols again."""
+    import yaml
+
+    from inspector.recipes.cache import detector_for, enroll_isolated
+    from tests.helpers.prompt_fixtures import SIZE, tiny_model
+
+    model = tiny_model(tmp_path_factory)
+    doc = yaml.safe_load((recipe_dir / "recipe.yaml").read_text())
+    doc["detector"] = {"kind": "prompt", "params": {
+        "model": str(model), "size": SIZE, "adapt": "on", "adapt_steps": 3, "adapt_images": 4,
+        "adapt_threads": 1, "adapt_max_seconds": 1e-9, "min_score": 0.0,
+        "state_dir": str(recipe_dir.parent / "state")}}
+    (recipe_dir / "recipe.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    recipe = load_recipe(recipe_dir)
+    det = detector_for(recipe)
+    got = enroll_isolated(recipe, det)
+    assert got.reason == "no cache; enrolled in a child process"  # loaded, not enrolled here
+    assert det.provisional and det.inner.adapt_record["steps_done"] == 1
+    assert json.loads(cache_paths(recipe)[1].read_text())["provisional"] is True
+    assert check(recipe, detector_for(recipe)) == (
+        "provisional: its adaptation stopped at the time cap")
+    again = detector_for(recipe)
+    got = enroll_cached(recipe, again)
+    assert not got.hit and got.reason.startswith("provisional") and got.written
+    assert again.provisional  # capped again (the cap is tiny): still not kept

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -207,3 +208,23 @@ def test_tokens_from_the_encoder_graph_match_the_torch_fusion(tmp_path_factory):
     assert np.abs(onnx.a["f8"] - tokens).max() < 1e-3 * np.abs(tokens).max()
     for k in ("inst_box", "inst_w8", "inst_cls", "img_source"):
         assert np.array_equal(onnx.a[k], ref.a[k])
+
+
+def test_an_adaptation_cut_short_by_its_time_cap_is_done_again_not_reused(tmp_path,
+                                                                          tmp_path_factory):
+    from inspector.training.adapt import adapt_model
+    from tests.helpers.prompt_fixtures import SIZE, tiny_model
+
+    model = tiny_model(tmp_path_factory)
+    prompts, normals = _prompts()
+    busy = AdaptConfig(size=SIZE, images=4, steps=3, seed=0, threads=1, max_seconds=1e-9)
+    folder, rec = adapt_model(model, prompts, normals, busy, tmp_path)
+    assert rec["capped_by_time"] and rec["steps_done"] == 1
+    idle = replace(busy, max_seconds=150.0)
+    again, rec = adapt_model(model, prompts, normals, idle, tmp_path)
+    assert again == folder  # the same recipe's folder, adapted anew
+    assert not rec["capped_by_time"] and rec["steps_done"] == 3
+    assert json.loads((folder / "adapt.json").read_text()) == rec
+    stamp = (folder / "head.onnx").stat().st_mtime_ns
+    assert adapt_model(model, prompts, normals, busy, tmp_path) == (folder, rec)  # kept now
+    assert (folder / "head.onnx").stat().st_mtime_ns == stamp
