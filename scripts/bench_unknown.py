@@ -180,6 +180,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--recipe", type=Path, default=None,
                     help="with --false-alarms: a variant of the demo recipe (e.g. another "
                          "model) instead of the demo itself")
+    ap.add_argument("--seed", type=int, default=9090,
+                    help="with --false-alarms: the seed the good parts are drawn from")
     ap.add_argument("--memory", action="store_true",
                     help="only the peak-memory table (whole frame vs tiles)")
     ap.add_argument("--bank", type=int, default=100_000)
@@ -191,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
         memory_table()
         return 0
     if args.false_alarms:
-        false_alarms(args.false_alarms, folder=args.recipe)
+        false_alarms(args.false_alarms, args.seed, folder=args.recipe)
         return 0
 
     ex = TokenExtractor()

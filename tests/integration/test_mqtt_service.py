@@ -6,6 +6,7 @@ Every message the subscriber sees is validated against its schema (Collector).
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import threading
 import time
@@ -34,7 +35,8 @@ def station(tmp_path: Path, broker: Broker) -> Service:
     shutil.copytree(REPO / "recipes" / "demo", other)
     text = (other / "recipe.yaml").read_text()
     (other / "recipe.yaml").write_text(
-        text.replace("id: demo-part", "id: demo-b").replace("rev: 6 ", "rev: 7 "))
+        re.sub(r"^rev: \d+", "rev: 7", text.replace("id: demo-part", "id: demo-b"),
+               count=1, flags=re.M))  # whatever the demo's own rev
     bad = recipes / "broken"
     shutil.copytree(REPO / "recipes" / "demo", bad)
     (bad / "recipe.yaml").write_text(text.replace("id: demo-part", "id: broken\nfoo: 1"))
