@@ -12,16 +12,28 @@ encoding across prompt seeds).
 
 from __future__ import annotations
 
+import json
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import cv2
 import numpy as np
 from pydantic import ValidationError
 
 from inspector.core.strict import StrictModel
+
+
+def json_bytes(value: object) -> np.ndarray:
+    """`value` as JSON in a uint8 array: how an enrolled state (.npz, no pickle) carries a
+    record (a selection, an adaptation)."""
+    return np.frombuffer(json.dumps(value).encode(), np.uint8)
+
+
+def from_json_bytes(raw: np.ndarray | None) -> Any:
+    """What json_bytes() stored; None where the state holds nothing."""
+    return None if raw is None else json.loads(np.asarray(raw, np.uint8).tobytes().decode())
 
 
 def mono(image: np.ndarray) -> np.ndarray:

@@ -35,6 +35,8 @@ from inspector.inference.detectors.base import (
     DetectorParams,
     EncodedDetector,
     PromptExample,
+    from_json_bytes,
+    json_bytes,
 )
 from inspector.inference.detectors.prompt_inputs import (
     prompt_spectrum,
@@ -320,7 +322,7 @@ class PromptDetector(EncodedDetector):
         for g, data in self._adapted.items():
             state[f"adapted_{g}"] = np.frombuffer(data, np.uint8)
         if self.adapt_record is not None:
-            state["adapt_record"] = np.frombuffer(json.dumps(self.adapt_record).encode(), np.uint8)
+            state["adapt_record"] = json_bytes(self.adapt_record)
         return state
 
     @property
@@ -349,8 +351,7 @@ class PromptDetector(EncodedDetector):
         if gain.shape != (len(classes), 2):
             raise ValueError(f"enrolled state: box_gain of shape {gain.shape} for "
                              f"{len(classes)} classes")
-        raw = state.get("adapt_record")
-        record = json.loads(bytes(np.asarray(raw, np.uint8)).decode()) if raw is not None else None
+        record = from_json_bytes(state.get("adapt_record"))
         self.protos, self.classes, self.sizes, self.box_gain = protos, classes, sizes, gain
         self.adapt_record = record
         self.embeddings = np.asarray(state.get("embeddings", np.zeros((0, 0))), np.float32)

@@ -42,6 +42,8 @@ from inspector.inference.detectors.base import (
     DetectorParams,
     EncodedDetector,
     PromptExample,
+    from_json_bytes,
+    json_bytes,
     mono,
 )
 from inspector.inference.detectors.prompt import CONFIRM_MODEL
@@ -264,10 +266,9 @@ class SelectDetector(EncodedDetector):
         state = self.active.enrolled_state()
         if state is None:
             return None
-        record = json.dumps(self.selection or {})
         return {**{f"chosen/{k}": v for k, v in state.items()},
                 "select/chosen": np.array([self.chosen]),
-                "select/record": np.frombuffer(record.encode(), np.uint8)}
+                "select/record": json_bytes(self.selection or {})}
 
     @property
     def provisional(self) -> bool:
@@ -285,8 +286,7 @@ class SelectDetector(EncodedDetector):
         self.chosen = chosen
         self.active.load_enrolled_state(
             {k[len("chosen/"):]: v for k, v in state.items() if k.startswith("chosen/")})
-        raw = state.get("select/record")
-        self.selection = json.loads(bytes(raw).decode()) if raw is not None else None
+        self.selection = from_json_bytes(state.get("select/record"))
 
     @property
     def model_sha256(self) -> str:
